@@ -1,0 +1,3 @@
+from lucyd.cli.main import main
+
+main()

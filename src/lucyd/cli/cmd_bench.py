@@ -1,0 +1,1 @@
+"""`lucyd bench` (being written)."""

@@ -1,0 +1,1 @@
+"""`lucyd deconvolve` (being written)."""

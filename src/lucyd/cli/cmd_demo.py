@@ -1,0 +1,1 @@
+"""`lucyd demo` (being written)."""

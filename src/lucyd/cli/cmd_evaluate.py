@@ -1,0 +1,1 @@
+"""`lucyd evaluate` (being written)."""

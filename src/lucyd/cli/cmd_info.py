@@ -1,0 +1,1 @@
+"""`lucyd info` (being written)."""

@@ -1,0 +1,1 @@
+"""`lucyd isotropic` (being written)."""

@@ -1,0 +1,1 @@
+"""`lucyd predict` (being written)."""

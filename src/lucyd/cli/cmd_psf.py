@@ -1,0 +1,1 @@
+"""`lucyd psf` (being written)."""

@@ -1,0 +1,1 @@
+"""`lucyd train` (being written)."""

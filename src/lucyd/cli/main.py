@@ -1,0 +1,39 @@
+"""Entry point of the ``lucyd`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from lucyd.cli import (  # noqa: F401  (each module registers its commands on ``app``)
+    cmd_bench,
+    cmd_deconvolve,
+    cmd_demo,
+    cmd_evaluate,
+    cmd_info,
+    cmd_isotropic,
+    cmd_predict,
+    cmd_psf,
+    cmd_synth,
+    cmd_train,
+)
+from lucyd.cli.app import app
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the lucyd version and exit.", is_eager=True),
+) -> None:
+    """lucyd: physics-informed restoration of fluorescence microscopy images."""
+    if version:
+        import lucyd
+
+        typer.echo(lucyd.__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""lucyd.deconv (being written)."""

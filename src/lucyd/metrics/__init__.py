@@ -1,0 +1,1 @@
+"""lucyd.metrics (being written)."""

@@ -1,0 +1,1 @@
+"""Network 'rbcr' (being written)."""

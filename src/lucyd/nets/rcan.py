@@ -1,0 +1,1 @@
+"""Network 'rcan' (being written)."""

@@ -1,0 +1,1 @@
+"""lucyd.report (being written)."""

@@ -1,0 +1,1 @@
+"""lucyd.synth (being written)."""

@@ -1,0 +1,1 @@
+"""lucyd.tiling (being written)."""

@@ -1,0 +1,146 @@
+"""Input checks shared by every part of lucyd.
+
+Each function either returns a clean array or raises :class:`lucyd.errors.InputError`
+with a message that names the offending argument and the problem, so that bad input
+never reaches numerical code (where it would surface as a deep traceback or, worse,
+as a silently wrong answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lucyd.errors import InputError
+
+#: relative tolerance below which negative PSF values are treated as round-off
+PSF_NEGATIVE_TOLERANCE = 1e-6
+
+
+def _as_numeric(array, name: str) -> np.ndarray:
+    if hasattr(array, "detach"):  # torch tensor
+        array = array.detach().cpu().numpy()
+    try:
+        arr = np.asarray(array)
+    except Exception as exc:  # e.g. ragged nested lists
+        raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise InputError(f"{name}: expected a numeric (integer or float) array, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise InputError(f"{name}: array is empty (shape {arr.shape})")
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise if ``arr`` holds NaN or Inf, saying how many."""
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise InputError(f"{name}: contains {int(bad.sum())} non-finite value(s) (NaN or Inf)")
+
+
+def as_image(
+    array,
+    *,
+    name: str = "image",
+    ndim: Sequence[int] = (2, 3),
+    dtype=np.float32,
+) -> np.ndarray:
+    """Validate an image and return it as a ``dtype`` array (float32 by default).
+
+    Parameters
+    ----------
+    array : array_like
+        Numeric image, (y, x) or (z, y, x).
+    name : str
+        Used in error messages.
+    ndim : sequence of int
+        Accepted numbers of dimensions.
+    dtype : numpy dtype or None
+        Output dtype; ``None`` keeps the input dtype.
+    """
+    arr = _as_numeric(array, name)
+    if arr.ndim not in tuple(ndim):
+        allowed = " or ".join(f"{d}D" for d in ndim)
+        raise InputError(f"{name}: expected a {allowed} array, got {arr.ndim}D with shape {arr.shape}")
+    check_finite(arr, name)
+    return arr if dtype is None else np.asarray(arr, dtype=dtype)
+
+
+def as_psf(array, *, image_ndim: int | None = None, name: str = "psf", normalize: bool = True) -> np.ndarray:
+    """Validate a point-spread function and return it as float32 (summing to 1).
+
+    Raises for non-numeric, non-finite, negative (beyond round-off), all-zero PSFs and
+    for a PSF whose dimensionality differs from the image's.
+    """
+    arr = as_image(array, name=name, ndim=(1, 2, 3), dtype=np.float64)
+    if image_ndim is not None and arr.ndim != image_ndim:
+        raise InputError(
+            f"{name}: has {arr.ndim} dimensions but the image has {image_ndim}; "
+            "give a PSF with the same dimensionality as the image"
+        )
+    peak = float(np.abs(arr).max())
+    if peak == 0.0:
+        raise InputError(f"{name}: is all zeros")
+    if arr.min() < -PSF_NEGATIVE_TOLERANCE * peak:
+        raise InputError(
+            f"{name}: has negative values (min {arr.min():.3g}, max {arr.max():.3g}); "
+            "subtract background and clip, e.g. with lucyd.psf.from_beads"
+        )
+    arr = np.clip(arr, 0.0, None)
+    total = arr.sum()
+    if total <= 0:
+        raise InputError(f"{name}: sums to zero")
+    if normalize:
+        arr = arr / total
+    return arr.astype(np.float32)
+
+
+def check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("a", "b")) -> None:
+    """Raise if two arrays differ in shape."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise InputError(f"{names[0]} and {names[1]} have different shapes: {tuple(a.shape)} vs {tuple(b.shape)}")
+
+
+def as_voxel_size(voxel_size, ndim: int, name: str = "voxel_size") -> tuple[float, ...] | None:
+    """Return ``voxel_size`` as a tuple of ``ndim`` positive floats (µm), or None.
+
+    A scalar is broadcast; a 3-tuple for a 2D image keeps its last two entries.
+    """
+    if voxel_size is None:
+        return None
+    values = np.atleast_1d(np.asarray(voxel_size, dtype=float))
+    if values.size == 1:
+        values = np.repeat(values, ndim)
+    if values.size == 3 and ndim == 2:
+        values = values[1:]
+    if values.size != ndim:
+        raise InputError(f"{name}: expected {ndim} values, got {values.size}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise InputError(f"{name}: values must be positive and finite, got {tuple(values)}")
+    return tuple(float(v) for v in values)
+
+
+def parse_int_tuple(text: str, name: str) -> tuple[int, ...]:
+    """Parse '33,65,65' into (33, 65, 65) with a clear error."""
+    try:
+        values = tuple(int(v) for v in str(text).replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{name}: expected comma-separated integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise InputError(f"{name}: expected positive integers, got {text!r}")
+    return values
+
+
+def parse_float_tuple(text: str, name: str) -> tuple[float, ...]:
+    """Parse '0.3,0.13,0.13' into floats with a clear error."""
+    try:
+        values = tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(np.isfinite(values)) or any(v <= 0 for v in values):
+        raise InputError(f"{name}: expected positive numbers, got {text!r}")
+    return values
