@@ -1,5 +1,33 @@
-"""Image input/output with metadata (filled in by the I/O module)."""
+"""Image input/output with metadata: ImageJ TIFF, OME-TIFF, OME-Zarr (NGFF 0.5) and ``.npy``.
 
+>>> from lucyd.io import read_image, write_image, ImageMetadata
+>>> image, meta = read_image("nuclei.tif")  # doctest: +SKIP
+>>> write_image("nuclei.ome.zarr", image, meta)  # doctest: +SKIP
+"""
+
+from lucyd.io._arrays import LazyImage
+from lucyd.io.api import (
+    ImageInfo,
+    format_from_path,
+    image_info,
+    open_writer,
+    read_image,
+    read_metadata,
+    write_image,
+)
 from lucyd.io.atomic import atomic_path
+from lucyd.io.metadata import ImageMetadata, unit_to_micrometre
 
-__all__ = ["atomic_path"]
+__all__ = [
+    "ImageInfo",
+    "ImageMetadata",
+    "LazyImage",
+    "atomic_path",
+    "format_from_path",
+    "image_info",
+    "open_writer",
+    "read_image",
+    "read_metadata",
+    "unit_to_micrometre",
+    "write_image",
+]

@@ -1,0 +1,178 @@
+"""Axis reduction (drop singleton T/C, map to "YX"/"ZYX") and the lazy view readers return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lucyd.errors import FileFormatError
+
+#: axis letters that stand for a stack of planes when no Z axis is named
+#: (tifffile: I = image sequence, Q = unknown; ImageJ stacks without hyperstack info)
+_PLANE_STACK = "IQ"
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: message"`` of an exception on one line (for error messages)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def output_dtype(dtype: Any) -> np.dtype:
+    """The dtype a reader returns for stored ``dtype``: floats become float32, the rest stay."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.dtype(np.float32)
+    return dtype
+
+
+def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]:
+    """Map a file's axes onto lucyd's "YX" / "ZYX".
+
+    Parameters
+    ----------
+    axes : str
+        One letter per stored dimension (tifffile style: T, C, Z, Y, X, S, I, Q, ...).
+    shape : sequence of int
+        Stored shape.
+    path : path-like
+        File name for error messages.
+
+    Returns
+    -------
+    index : tuple
+        Index to apply to the stored array: ``0`` for each dropped singleton axis, ``slice(None)``
+        for each kept one.
+    axes : str
+        "YX" or "ZYX".
+
+    Raises
+    ------
+    FileFormatError
+        A non-spatial axis longer than 1 (channels, time points, RGB samples), no Y/X plane, or
+        spatial axes in an order other than (z, y, x).
+    """
+    axes = axes.upper()
+    if len(axes) != len(shape):
+        raise FileFormatError(f"{path}: axes {axes!r} do not match the data shape {tuple(shape)}")
+    index: list = []
+    kept: list[str] = []
+    for ax, n in zip(axes, shape, strict=True):
+        if ax in "ZYX" or n != 1:  # a named z axis is kept even with one plane
+            index.append(slice(None))
+            kept.append(ax)
+        else:
+            index.append(0)
+    extra = [ax for ax in kept if ax not in "YX"]
+    if len(extra) == 1 and extra[0] in _PLANE_STACK and "Z" not in axes:
+        kept[kept.index(extra[0])] = "Z"
+        extra = ["Z"]
+    described = ", ".join(f"{ax}={n}" for ax, n in zip(axes, shape, strict=True))
+    if any(ax != "Z" for ax in extra) or len(extra) > 1:
+        raise FileFormatError(
+            f"{path}: more axes than supported ({described}); lucyd reads 2D (y, x) and 3D "
+            "(z, y, x) images, so split channels / time points into separate files first"
+        )
+    if "".join(kept) not in ("YX", "ZYX"):
+        raise FileFormatError(
+            f"{path}: unsupported axis order ({described}); expected (z, y, x) or (y, x)"
+        )
+    return tuple(index), "".join(kept)
+
+
+def _expand_key(key: Any, ndim: int) -> list:
+    """A basic numpy index (ints, slices, one Ellipsis) as exactly ``ndim`` entries."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    for k in key:
+        if k is None or not (k is Ellipsis or isinstance(k, (slice, int, np.integer))):
+            raise IndexError(
+                "lazy images support basic indexing only (integers, slices, ...); "
+                f"got {k!r}: load the data with np.asarray(image[...]) first"
+            )
+    n_ellipsis = sum(k is Ellipsis for k in key)
+    if n_ellipsis > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if n_ellipsis:
+        i = next(j for j, k in enumerate(key) if k is Ellipsis)
+        fill = ndim - (len(key) - 1)
+        key = key[:i] + (slice(None),) * fill + key[i + 1 :]
+    if len(key) > ndim:
+        raise IndexError(f"too many indices: {len(key)} for an array of {ndim} dimensions")
+    return list(key) + [slice(None)] * (ndim - len(key))
+
+
+class LazyImage:
+    """A read-only, sliceable view of an image that is loaded only where it is indexed.
+
+    Readers return it (``read_image(path, lazy=True)``) when the stored array needs adapting:
+    singleton non-spatial axes dropped (e.g. OME-Zarr ``(1, 1, z, y, x)``) or floats other than
+    float32 (converted per slice). Indexing with integers, slices and ``...`` returns numpy arrays;
+    ``np.asarray(image)`` loads everything. ``dask.array.from_array(image)`` works as well.
+
+    Parameters
+    ----------
+    source : array-like
+        The stored array (zarr array, numpy memmap, ...), supporting basic indexing.
+    index : tuple
+        ``0`` for each stored axis to drop, ``slice(None)`` for each kept one.
+    dtype : numpy dtype, optional
+        dtype of the returned data (default: the source's).
+    """
+
+    def __init__(self, source: Any, index: tuple | None = None, dtype: Any = None) -> None:
+        self.source = source
+        self._index = tuple(index) if index is not None else (slice(None),) * len(source.shape)
+        self.shape = tuple(
+            int(n) for n, i in zip(source.shape, self._index, strict=True) if isinstance(i, slice)
+        )
+        self.dtype = np.dtype(dtype) if dtype is not None else np.dtype(source.dtype)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the data would take in memory."""
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        user = iter(_expand_key(key, self.ndim))
+        full = tuple(next(user) if isinstance(i, slice) else i for i in self._index)
+        data = np.asarray(self.source[full])
+        return data.astype(self.dtype, copy=False)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        source = type(self.source).__name__
+        return f"LazyImage(shape={self.shape}, dtype={self.dtype}, source={source})"
+
+
+def adapt(source: Any, index: tuple, lazy: bool) -> Any:
+    """Apply a reader's axis ``index`` and float32 conversion, lazily or eagerly.
+
+    Lazily, ``source`` itself is returned when nothing needs adapting (so OME-Zarr written by
+    lucyd reads back as a plain ``zarr.Array``); otherwise a :class:`LazyImage`.
+    """
+    dtype = output_dtype(source.dtype)
+    if lazy:
+        if all(isinstance(i, slice) for i in index) and dtype == np.dtype(source.dtype):
+            return source
+        return LazyImage(source, index, dtype)
+    data = np.asarray(source[index])
+    return np.ascontiguousarray(data.astype(dtype, copy=False))
