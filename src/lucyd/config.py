@@ -24,7 +24,11 @@ class JobConfig(BaseModel):
     def to_json(self) -> str:
         import lucyd
 
-        payload = {"lucyd_version": lucyd.__version__, "kind": type(self).__name__, "config": self.model_dump(mode="json")}
+        payload = {
+            "lucyd_version": lucyd.__version__,
+            "kind": type(self).__name__,
+            "config": self.model_dump(mode="json"),
+        }
         return json.dumps(payload, indent=2)
 
     def save(self, path: str | Path) -> Path:
