@@ -1,1 +1,142 @@
-"""`lucyd deconvolve` (being written)."""
+"""``lucyd deconvolve``: Richardson–Lucy deconvolution of an image file (thin CLI layer)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from lucyd.cli.app import app, handle_errors
+from lucyd.errors import InputError
+from lucyd.validation import parse_float_tuple
+
+
+def _number_or_auto(text: str | None, name: str):
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{name}: expected a number or 'auto', got {text!r}") from None
+
+
+@app.command("deconvolve")
+@handle_errors
+def deconvolve_command(
+    input: Path = typer.Argument(
+        ..., help="Image to deconvolve (.tif, .ome.tif, .ome.zarr, .npy)."
+    ),
+    psf: Path = typer.Option(..., "--psf", help="PSF file (same dimensionality as the image)."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output file (.tif, .ome.tif, .ome.zarr, .npy)."
+    ),
+    iterations: int = typer.Option(
+        20, "--iterations", "-n", help="Number of iterations (max with --tol)."
+    ),
+    back_projector: str = typer.Option(
+        "flipped",
+        "--back-projector",
+        help="flipped (classic RL), gaussian, butterworth or wiener-butterworth (1-3 iterations).",
+    ),
+    boundary: str = typer.Option(
+        "non-circulant", "--boundary", help="non-circulant (Bertero weights), circulant or zero."
+    ),
+    acceleration: str = typer.Option(
+        None, "--acceleration", help="biggs-andrews (vector extrapolation)."
+    ),
+    tv: float = typer.Option(
+        0.0, "--tv", help="RL-TV regularisation weight (e.g. 0.002); 0 = off."
+    ),
+    background: str = typer.Option(
+        "0", "--background", help="Constant background (image units) or 'auto'."
+    ),
+    tol: float = typer.Option(
+        None, "--tol", help="Stop when the relative change falls below this."
+    ),
+    start: str = typer.Option("auto", "--start", help="auto, mean (flat), image, or a number."),
+    floor: str = typer.Option(
+        "auto", "--floor", help="Positivity floor: auto (image minimum) or a number."
+    ),
+    offset: float = typer.Option(
+        0.0, "--offset", help="Constant added to the image (kept in the output)."
+    ),
+    voxel_size: str = typer.Option(
+        None, "--voxel-size", help="Image voxel size µm 'dz,dy,dx' (default: file)."
+    ),
+    psf_voxel_size: str = typer.Option(
+        None,
+        "--psf-voxel-size",
+        help="PSF voxel size µm (default: PSF file); resampled if different.",
+    ),
+    wb_alpha: float = typer.Option(0.05, "--wb-alpha", help="Wiener parameter alpha."),
+    wb_beta: float = typer.Option(1.0, "--wb-beta", help="Cutoff gain beta (1 = automatic)."),
+    wb_order: int = typer.Option(10, "--wb-order", help="Butterworth order n."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    max_memory: str = typer.Option(
+        None,
+        "--max-memory",
+        help="Memory budget, e.g. 2GB: larger jobs run block by block, out of core.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Deconvolve INPUT with Richardson-Lucy; writes OUTPUT and OUTPUT.deconv.json (parameters)."""
+    from lucyd.deconv import deconvolve_file, parse_memory
+
+    if not input.exists():
+        raise InputError(f"{input}: no such file or folder")
+    if not psf.exists():
+        raise InputError(f"{psf}: no such file or folder")
+    start_value = _number_or_auto(start, "--start") if start not in ("mean", "image") else start
+    floor_value = _number_or_auto(floor, "--floor")
+    kwargs = dict(
+        iterations=iterations,
+        back_projector=back_projector,
+        boundary=boundary,
+        acceleration=acceleration,
+        tv=tv,
+        background=_number_or_auto(background, "--background"),
+        tol=tol,
+        start=start_value,
+        floor=floor_value,
+        offset=offset,
+        wb_alpha=wb_alpha,
+        wb_beta=wb_beta,
+        wb_order=wb_order,
+        device=device,
+        max_memory=parse_memory(max_memory),
+        progress=not quiet,
+    )
+    if voxel_size is not None:
+        kwargs["voxel_size"] = parse_float_tuple(voxel_size, "--voxel-size")
+    if psf_voxel_size is not None:
+        kwargs["psf_voxel_size"] = parse_float_tuple(psf_voxel_size, "--psf-voxel-size")
+    _validate_choices(kwargs)
+    t0 = time.perf_counter()
+    deconvolve_file(input, psf, output, **kwargs)
+    if not quiet:
+        typer.echo(
+            f"wrote {output} ({kwargs['iterations']} iterations, {back_projector}, "
+            f"{boundary}, {time.perf_counter() - t0:.1f} s); parameters in {output}.deconv.json"
+        )
+
+
+def _validate_choices(kwargs) -> None:
+    """Check the enumerated options early, with the CLI's option names."""
+    from lucyd.deconv import BACK_PROJECTORS, BOUNDARIES
+
+    if kwargs["back_projector"] not in BACK_PROJECTORS:
+        raise InputError(
+            f"--back-projector: unknown {kwargs['back_projector']!r}; "
+            f"use one of {', '.join(BACK_PROJECTORS)}"
+        )
+    if kwargs["boundary"] not in BOUNDARIES:
+        raise InputError(
+            f"--boundary: unknown {kwargs['boundary']!r}; use one of {', '.join(BOUNDARIES)}"
+        )
+    if kwargs["acceleration"] not in (None, "biggs-andrews"):
+        raise InputError(f"--acceleration: unknown {kwargs['acceleration']!r}; use biggs-andrews")
+    if kwargs["iterations"] < 1:
+        raise InputError(f"--iterations: must be >= 1, got {kwargs['iterations']}")
