@@ -1,1 +1,48 @@
-"""`lucyd predict` (being written)."""
+"""`lucyd predict`: restore an image file with a trained model folder (tiled, out of core)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lucyd.cli.app import app, handle_errors
+from lucyd.errors import InputError
+from lucyd.validation import parse_int_tuple
+
+
+@app.command("predict")
+@handle_errors
+def predict_cmd(
+    model: Path = typer.Argument(..., help="Model folder written by lucyd train."),
+    input: Path = typer.Argument(..., help="Input image (TIFF, OME-TIFF, Zarr, npy)."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output image (format from extension)."
+    ),
+    tile: str | None = typer.Option(None, help="Tile shape z,y,x (default about 64,256,256)."),
+    overlap: str | None = typer.Option(
+        None,
+        help="Blending overlap of neighbouring tiles z,y,x (default 8; a halo of the network's "
+        "receptive radius is added to every tile and discarded, so tiles leave no seams).",
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Restore INPUT with MODEL and write OUTPUT as float32 in the input's intensity scale.
+
+    The input is read tile by tile and the output written tile by tile, so images larger than
+    memory work (Zarr or TIFF). The voxel size of the input is kept.
+    """
+    from lucyd.train import load_model, predict_file
+
+    m = load_model(model)
+    tile_shape = parse_int_tuple(tile, "--tile") if tile else None
+    ov = None
+    if overlap:
+        try:
+            ov = tuple(int(v) for v in overlap.split(","))
+        except ValueError:
+            raise InputError(
+                f"--overlap: expected comma-separated integers, got {overlap!r}"
+            ) from None
+    out = predict_file(m, input, output, tile_shape=tile_shape, overlap=ov, device=device)
+    typer.echo(f"restored {input} with {m.name} -> {out}")

@@ -1,1 +1,96 @@
-"""`lucyd train` (being written)."""
+"""`lucyd train`: train a registered network (RLN by default) on raw/ + gt/ pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from lucyd.cli.app import app, handle_errors
+from lucyd.errors import InputError
+from lucyd.validation import parse_float_tuple, parse_int_tuple
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    data: Path = typer.Option(
+        ..., "--data", help="Folder with raw/ and gt/ (e.g. from lucyd synth)."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
+    model: str = typer.Option("rln", "--model", help="Network name (rln, care, rcan, ...)."),
+    steps: int = typer.Option(10_000, help="Optimiser steps (RLN: 10,000)."),
+    patch: str | None = typer.Option(None, help="Patch shape z,y,x or y,x (default 64³ / 128²)."),
+    batch: int | None = typer.Option(
+        None, help="Patches per step (default: the network's, RLN 4)."
+    ),
+    lr: float | None = typer.Option(None, help="Initial learning rate (RLN: 0.015)."),
+    loss: str | None = typer.Option(None, help="Loss name (rln, mae, mse, laplace_nll, ddn)."),
+    percentiles: str | None = typer.Option(
+        None, help="Normalisation percentiles p_lo,p_hi (RLN: 0.01,99.5)."
+    ),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment", help="Random flips and 90° rotations (RLN: off)."
+    ),
+    val_fraction: float = typer.Option(0.1, help="Share of the data held out for validation."),
+    val_interval: int = typer.Option(200, help="Steps between validations / checkpoints."),
+    patience: int | None = typer.Option(
+        None, help="Early stopping after N validations without improvement."
+    ),
+    net_kwargs: str | None = typer.Option(
+        None, "--net-kwargs", help="Network parameters as JSON, e.g. '{\"init_std\": 1}'."
+    ),
+    time_limit: float | None = typer.Option(
+        None, help="Stop after this many seconds of training (checkpointed; --resume continues)."
+    ),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue an interrupted training in OUTPUT."),
+    overwrite: bool = typer.Option(False, help="Replace a model already in OUTPUT."),
+) -> None:
+    """Train a network (Li et al. 2022 RLN recipe by default) and write a model folder.
+
+    OUTPUT receives config.json, model.json, best.pt, last.pt, log.jsonl and loss.png.
+    """
+    from lucyd.train import TrainConfig, train
+
+    kwargs = {}
+    if net_kwargs:
+        try:
+            kwargs = json.loads(net_kwargs)
+        except ValueError:
+            raise InputError(f"--net-kwargs: not valid JSON: {net_kwargs!r}") from None
+        if not isinstance(kwargs, dict):
+            raise InputError("--net-kwargs: expected a JSON object")
+    pct = parse_float_tuple(percentiles, "--percentiles") if percentiles else None
+    if pct is not None and len(pct) != 2:
+        raise InputError(f"--percentiles: expected two numbers, got {percentiles!r}")
+    config = TrainConfig.build(
+        model=model,
+        net_kwargs=kwargs,
+        steps=steps,
+        patch=parse_int_tuple(patch, "--patch") if patch else None,
+        batch=batch,
+        lr=lr,
+        loss=loss,
+        norm_percentiles=pct,
+        augment=augment,
+        val_fraction=val_fraction,
+        val_interval=val_interval,
+        patience=patience,
+        time_limit_s=time_limit,
+        seed=seed,
+        device=device,
+    )
+    out = train(config, data, output, resume=resume, overwrite=overwrite)
+    info = json.loads((out / "model.json").read_text())
+    summary = info.get("training", {})
+    best = summary.get("best_val_psnr")
+    extra = (
+        f", best validation PSNR {best:.2f} dB at step {summary.get('best_step')}" if best else ""
+    )
+    typer.echo(
+        f"trained {info['network']['name']} ({info['network']['parameters']} parameters) "
+        f"for {summary.get('steps_done')} steps{extra} -> {out}"
+    )

@@ -1,1 +1,37 @@
-"""lucyd.train (being written)."""
+"""Training and prediction for lucyd's networks (Li et al., Nature Methods 2022 for RLN).
+
+* :class:`TrainConfig` and :func:`train` — the generic trainer (any registered network) that
+  writes a model folder (``config.json``, ``model.json``, ``best.pt``, ``last.pt``,
+  ``log.jsonl``, ``loss.png``).
+* :func:`load_model` → :class:`RestorationModel` with ``.predict(array, tile_shape=...)``, and
+  :func:`predict_file` for out-of-core Zarr / TIFF inputs.
+* :data:`LOSSES` / :func:`register_loss` — the loss registry (``rln``, ``mae``, ``mse``,
+  ``laplace_nll``, ``ddn``).
+"""
+
+from lucyd.train.config import MODEL_DEFAULTS, TrainConfig
+from lucyd.train.losses import LOSSES, get_loss, register_loss
+from lucyd.train.model import (
+    FORMAT_VERSION,
+    RestorationModel,
+    default_tile_shape,
+    load_model,
+    predict_file,
+    receptive_radius,
+)
+from lucyd.train.trainer import train
+
+__all__ = [
+    "TrainConfig",
+    "MODEL_DEFAULTS",
+    "train",
+    "load_model",
+    "RestorationModel",
+    "predict_file",
+    "default_tile_shape",
+    "receptive_radius",
+    "LOSSES",
+    "get_loss",
+    "register_loss",
+    "FORMAT_VERSION",
+]

@@ -1,0 +1,302 @@
+"""Training data: loading pairs, percentile normalisation, validation split, patch sampling.
+
+* Pairs come from ``DIR/raw`` + ``DIR/gt`` via :func:`lucyd.synth.load_pairs`.
+* Each image is normalised on its own, ``(v − p_lo) / (p_hi − p_lo)`` with the configured
+  percentiles (RLN, Li et al. 2022: 0.01 and 99.5); the target is clipped at ≥ 0.
+* Validation never overlaps training: whole images are held out when there are ≥ 2, else
+  the last ``val_fraction`` of the single image's longest axis.
+* :class:`PatchSampler` draws random patches with background rejection and optional
+  flips / in-plane 90° rotations, from a seeded :class:`numpy.random.Generator` whose state
+  is checkpointed (so a resumed training draws the same patches).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lucyd.errors import InputError
+
+#: attempts before a rejected patch is accepted anyway (a nearly empty image)
+MAX_REDRAWS = 100
+#: images larger than this many voxels get their percentiles from a strided subsample
+PERCENTILE_SAMPLE = 16_000_000
+
+
+def load_training_pairs(data_dir: str | Path):
+    """Load ``raw/`` + ``gt/`` pairs (:func:`lucyd.synth.load_pairs`), checked and float32."""
+    try:
+        from lucyd.synth import load_pairs
+    except ImportError:  # the synth package may not re-export it
+        from lucyd.synth.dataset import load_pairs
+    return load_pairs(data_dir)
+
+
+def percentiles(array, pmin: float, pmax: float) -> tuple[float, float]:
+    """``(p_lo, p_hi)`` of ``array`` (a strided subsample of very large arrays).
+
+    For arrays above :data:`PERCENTILE_SAMPLE` voxels every k-th voxel along the flattened
+    array is used (k the smallest integer bringing the count below the limit).
+    """
+    arr = np.asarray(array)
+    flat = arr.reshape(-1)
+    if flat.size > PERCENTILE_SAMPLE:
+        flat = flat[:: math.ceil(flat.size / PERCENTILE_SAMPLE)]
+    lo, hi = np.percentile(flat.astype(np.float64, copy=False), [pmin, pmax])
+    return float(lo), float(hi)
+
+
+def normalize(array: np.ndarray, lo: float, hi: float, *, clip: bool = False) -> np.ndarray:
+    """``(array − lo) / (hi − lo)`` as float32 (``hi == lo`` is treated as a range of 1)."""
+    scale = hi - lo if hi > lo else 1.0
+    out = (np.asarray(array, dtype=np.float32) - np.float32(lo)) / np.float32(scale)
+    return np.clip(out, 0.0, None) if clip else out
+
+
+@dataclass
+class TrainImage:
+    """One normalised training pair and the region of it patches may come from."""
+
+    name: str
+    raw: np.ndarray
+    gt: np.ndarray
+    raw_range: tuple[float, float]
+    gt_range: tuple[float, float]
+    region: tuple[slice, ...]
+    voxel_size: tuple[float, ...] | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def region_shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.region)
+
+
+def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True) -> list[TrainImage]:
+    """Normalise every pair with its own percentiles (input and target separately)."""
+    images = []
+    for p in pairs:
+        rlo, rhi = percentiles(p.raw, pmin, pmax)
+        glo, ghi = percentiles(p.gt, pmin, pmax)
+        meta = getattr(p, "metadata", None)
+        images.append(
+            TrainImage(
+                name=p.name,
+                raw=normalize(p.raw, rlo, rhi),
+                gt=normalize(p.gt, glo, ghi, clip=clip_gt),
+                raw_range=(rlo, rhi),
+                gt_range=(glo, ghi),
+                region=tuple(slice(0, n) for n in p.raw.shape),
+                voxel_size=getattr(meta, "voxel_size", None),
+            )
+        )
+    return images
+
+
+def check_patch(images: list[TrainImage], patch: tuple[int, ...], size_multiple: int) -> None:
+    """Raise when the patch does not fit the data or the network's size multiple."""
+    if any(int(p) % size_multiple for p in patch):
+        raise InputError(
+            f"patch: sizes {tuple(patch)} must be multiples of {size_multiple} for this network"
+        )
+    for im in images:
+        if len(patch) != im.raw.ndim:
+            raise InputError(
+                f"patch: has {len(patch)} sizes but image {im.name!r} is {im.raw.ndim}D"
+            )
+        if any(p > s for p, s in zip(patch, im.region_shape, strict=True)):
+            raise InputError(
+                f"patch: {tuple(patch)} is larger than the data region "
+                f"{im.region_shape} of image {im.name!r}; use a smaller --patch"
+            )
+
+
+def split_validation(
+    images: list[TrainImage], val_fraction: float, patch: tuple[int, ...], seed: int
+) -> tuple[list[TrainImage], list[TrainImage], dict]:
+    """Split into non-overlapping training and validation sets.
+
+    With ≥ 2 images, ``max(1, round(val_fraction · n))`` whole images (at most n − 1, chosen
+    with ``seed``) are held out. With one image, the last ``val_fraction`` (at least one
+    patch) of its longest axis is held out and the training region ends before it.
+
+    Returns
+    -------
+    train, val : list of TrainImage
+        Views on the same arrays, with their allowed regions.
+    info : dict
+        Description for the model's provenance (``mode``, names or region).
+    """
+    if val_fraction <= 0:
+        return images, [], {"mode": "none"}
+    if len(images) >= 2:
+        n_val = min(len(images) - 1, max(1, round(val_fraction * len(images))))
+        order = np.random.default_rng([seed, 1]).permutation(len(images))
+        val_idx = set(int(i) for i in order[:n_val])
+        train = [im for i, im in enumerate(images) if i not in val_idx]
+        val = [im for i, im in enumerate(images) if i in val_idx]
+        return train, val, {"mode": "images", "validation": [im.name for im in val]}
+    im = images[0]
+    shape = im.raw.shape
+    axis = int(np.argmax(shape))
+    n = shape[axis]
+    n_val = max(int(patch[axis]), int(math.ceil(val_fraction * n)))
+    if n - n_val < patch[axis]:
+        raise InputError(
+            f"the single training image {im.name!r} ({shape}) is too small to hold out a "
+            f"validation region of {n_val} px along axis {axis} and still fit a patch of "
+            f"{tuple(patch)}; give ≥ 2 images, a smaller patch, or val_fraction 0"
+        )
+    cut = n - n_val
+
+    def sub(lo: int, hi: int) -> TrainImage:
+        region = tuple(slice(lo, hi) if a == axis else slice(0, s) for a, s in enumerate(shape))
+        return TrainImage(im.name, im.raw, im.gt, im.raw_range, im.gt_range, region, im.voxel_size)
+
+    info = {"mode": "region", "image": im.name, "axis": axis, "validation_start": cut}
+    return [sub(0, cut)], [sub(cut, n)], info
+
+
+class PatchSampler:
+    """Random (raw, gt) patches with background rejection and augmentation.
+
+    Parameters
+    ----------
+    images : list of TrainImage
+        Normalised images with their allowed regions.
+    patch : tuple of int
+        Patch shape.
+    rejection : {"none", "mean", "care", "fraction"}
+        ``mean``: redraw while the input patch mean < ``threshold`` × the region mean (RLN,
+        Li et al. 2022, 0.8). ``care``: draw centres where the target max-filtered over half a
+        patch exceeds ``threshold`` × that filtered image's 99.9th percentile (CSBDeep, 0.4).
+        ``fraction``: redraw while fewer than half of the target voxels exceed ``threshold``
+        (3D-RCAN, 0.25).
+    threshold : float or None
+        See above (None: the method's default).
+    augment : bool
+        Random flips along every axis and random 90° rotations in the (y, x) plane
+        (180° only when the patch is not square in y, x).
+    same_image : bool
+        Draw a whole batch from one image (RLN's reference), otherwise each patch from an
+        image chosen with probability proportional to its region's size.
+    seed : int or numpy.random.Generator
+        Random source; its state is :attr:`state` (saved in checkpoints).
+    """
+
+    _DEFAULT_THRESHOLD = {"none": None, "mean": 0.8, "care": 0.4, "fraction": 0.25}
+
+    def __init__(
+        self,
+        images: list[TrainImage],
+        patch: tuple[int, ...],
+        *,
+        rejection: str = "none",
+        threshold: float | None = None,
+        augment: bool = False,
+        same_image: bool = False,
+        seed: int | np.random.Generator = 0,
+    ):
+        if not images:
+            raise InputError("no training images")
+        if rejection not in self._DEFAULT_THRESHOLD:
+            raise InputError(
+                f"patch_rejection: unknown {rejection!r}; use none, mean, care or fraction"
+            )
+        self.images = images
+        self.patch = tuple(int(p) for p in patch)
+        self.rejection = rejection
+        self.threshold = (
+            self._DEFAULT_THRESHOLD[rejection] if threshold is None else float(threshold)
+        )
+        self.augment = bool(augment)
+        self.same_image = bool(same_image)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        sizes = np.array([math.prod(im.region_shape) for im in images], dtype=np.float64)
+        self._weights = sizes / sizes.sum()
+        self._region_means = [float(im.raw[im.region].mean()) for im in images]
+        self._care_origins: list[np.ndarray | None] = [None] * len(images)
+
+    # -- state for checkpoints
+    @property
+    def state(self) -> dict:
+        """The generator's state (JSON/pickle-safe plain Python)."""
+        return self.rng.bit_generator.state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self.rng.bit_generator.state = value
+
+    def _origins_care(self, k: int) -> np.ndarray:
+        if self._care_origins[k] is None:
+            im = self.images[k]
+            gt = im.gt[im.region]
+            size = tuple(max(1, p // 2) for p in self.patch)
+            filt = ndimage.maximum_filter(gt, size=size, mode="constant")
+            mask = filt > self.threshold * np.percentile(filt, 99.9)
+            # a patch of shape P starting at o has its centre at o + P // 2
+            valid = tuple(
+                slice(p // 2, s - p + p // 2 + 1) for p, s in zip(self.patch, gt.shape, strict=True)
+            )
+            origins = np.argwhere(mask[valid])
+            if origins.size == 0:  # all background: any origin
+                origins = np.argwhere(
+                    np.ones([s - p + 1 for p, s in zip(self.patch, gt.shape, strict=True)], bool)
+                )
+            self._care_origins[k] = origins
+        return self._care_origins[k]
+
+    def _draw_one(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        im = self.images[k]
+        start = [s.start for s in im.region]
+        span = [n - p + 1 for n, p in zip(im.region_shape, self.patch, strict=True)]
+        if self.rejection == "care":
+            origins = self._origins_care(k)
+            o = origins[self.rng.integers(len(origins))]
+            sl = tuple(
+                slice(a + int(b), a + int(b) + p)
+                for a, b, p in zip(start, o, self.patch, strict=True)
+            )
+            return im.raw[sl], im.gt[sl]
+        for _ in range(MAX_REDRAWS):
+            o = [int(self.rng.integers(n)) for n in span]
+            sl = tuple(
+                slice(a + b, a + b + p) for a, b, p in zip(start, o, self.patch, strict=True)
+            )
+            raw, gt = im.raw[sl], im.gt[sl]
+            if self.rejection == "mean" and raw.mean() < self.threshold * self._region_means[k]:
+                continue
+            if self.rejection == "fraction" and np.mean(gt > self.threshold) < 0.5:
+                continue
+            return raw, gt
+        return raw, gt
+
+    def _augment(self, raw: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        for axis in range(raw.ndim):
+            if self.rng.random() < 0.5:
+                raw, gt = np.flip(raw, axis), np.flip(gt, axis)
+        square = self.patch[-1] == self.patch[-2]
+        k = int(self.rng.integers(4)) if square else 2 * int(self.rng.integers(2))
+        if k:
+            raw, gt = np.rot90(raw, k, axes=(-2, -1)), np.rot90(gt, k, axes=(-2, -1))
+        return raw, gt
+
+    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch ``(raw, gt)``, each ``(batch, 1, *patch)`` float32."""
+        raws, gts = [], []
+        k_all = int(self.rng.choice(len(self.images), p=self._weights)) if self.same_image else None
+        for _ in range(batch):
+            k = (
+                k_all
+                if k_all is not None
+                else int(self.rng.choice(len(self.images), p=self._weights))
+            )
+            raw, gt = self._draw_one(k)
+            if self.augment:
+                raw, gt = self._augment(raw, gt)
+            raws.append(np.ascontiguousarray(raw))
+            gts.append(np.ascontiguousarray(gt))
+        return np.stack(raws)[:, None], np.stack(gts)[:, None]

@@ -1,0 +1,156 @@
+"""Training losses by name, in one registry other networks can extend.
+
+A loss is a function ``loss(net, x, y) -> (scalar loss, prediction)`` that runs the network
+itself, so that losses needing more than the output (RLN's intermediate ``t2``) fit the same
+interface; ``prediction`` is the ``(B, 1, ...)`` restored image used for validation metrics.
+Register a new one with ``@register_loss("name")``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from lucyd.errors import InputError
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+#: registered losses by name
+LOSSES: dict[str, LossFn] = {}
+
+
+def register_loss(name: str):
+    """Decorator adding ``fn(net, x, y) -> (loss, prediction)`` to :data:`LOSSES`."""
+
+    def decorator(fn: LossFn) -> LossFn:
+        LOSSES[name.lower()] = fn
+        return fn
+
+    return decorator
+
+
+def _network_loss(key: str) -> LossFn | None:
+    """A loss defined beside a network: ``lucyd.nets.<key>.<key>_loss(pred, target, x)``."""
+    import importlib
+
+    if not key.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(f"lucyd.nets.{key}")
+    except ImportError:
+        return None
+    fn = getattr(module, f"{key}_loss", None)
+    if not callable(fn):
+        return None
+
+    def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        out = net(x)
+        return fn(out, y, x), out[:, :1]
+
+    loss.__doc__ = fn.__doc__
+    return loss
+
+
+def get_loss(name: str) -> LossFn:
+    """The loss registered as ``name``; :class:`InputError` listing the choices otherwise.
+
+    Besides :data:`LOSSES`, a network module may define its own loss as
+    ``lucyd.nets.<name>.<name>_loss(pred, target, x) -> scalar`` (e.g. ``rbcr``); it is
+    wrapped and registered on first use.
+    """
+    key = str(name).lower()
+    if key not in LOSSES:
+        fn = _network_loss(key)
+        if fn is None:
+            raise InputError(
+                f"loss: unknown loss {name!r}; available: {', '.join(sorted(LOSSES))}"
+            )
+        LOSSES[key] = fn
+    return LOSSES[key]
+
+
+def _global_ssim(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    try:
+        from lucyd.metrics import global_ssim_torch
+    except ImportError:  # pragma: no cover - metrics is part of the package
+        global_ssim_torch = None
+    if global_ssim_torch is not None:
+        return global_ssim_torch(pred, gt, 1e-4, 9e-4)
+    x, y = pred.flatten(1), gt.flatten(1)
+    mx, my = x.mean(1), y.mean(1)
+    vx, vy = x.var(1, unbiased=False), y.var(1, unbiased=False)
+    cxy = ((x - mx[:, None]) * (y - my[:, None])).mean(1)
+    s = (2 * mx * my + 1e-4) * (2 * cxy + 9e-4) / ((mx**2 + my**2 + 1e-4) * (vx + vy + 9e-4))
+    return s.mean()
+
+
+def _single_channel(out: torch.Tensor, name: str) -> torch.Tensor:
+    if out.shape[1] != 1:
+        raise InputError(
+            f"loss {name!r}: the network has {out.shape[1]} output channels, expected 1"
+            " (use laplace_nll for mean + scale outputs)"
+        )
+    return out
+
+
+@register_loss("rln")
+def rln_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """RLN's loss (Li et al., Nature Methods 2022).
+
+    ``mse(out, y) + 0.1 · mse(t2, 0.8·y + 0.2·x) − log((1 + SSIM(out, y)) / 2)`` with SSIM
+    computed globally over each patch (C1 = 1e-4, C2 = 9e-4) and ``t2 = x · BP1`` the
+    network's intermediate estimate before its batch norm.
+    """
+    out, t2 = net(x, return_intermediate=True)
+    mse = torch.mean((out - y) ** 2)
+    mse2 = torch.mean((t2 - (0.8 * y + 0.2 * x)) ** 2)
+    ssim = _global_ssim(out, y)
+    return mse + 0.1 * mse2 - torch.log((1.0 + ssim) / 2.0), out
+
+
+@register_loss("mse")
+def mse_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Mean squared error."""
+    out = _single_channel(net(x), "mse")
+    return torch.mean((out - y) ** 2), out
+
+
+@register_loss("mae")
+def mae_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Mean absolute error (CARE, Weigert et al. 2018; 3D-RCAN, Chen et al. 2021)."""
+    out = _single_channel(net(x), "mae")
+    return torch.mean(torch.abs(out - y)), out
+
+
+#: smallest Laplace scale accepted by :func:`laplace_nll_loss` (CSBDeep uses softplus + 1e-3)
+LAPLACE_MIN_SCALE = 1e-3
+
+
+@register_loss("laplace_nll")
+def laplace_nll_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Laplace negative log-likelihood of a probabilistic 2-channel output (Weigert et al. 2018).
+
+    Channel 0 is the mean μ, channel 1 the (positive) scale σ:
+    ``|μ − y| / σ + log σ + log 2``, averaged; σ is clamped at 1e-3.
+    """
+    out = net(x)
+    if out.shape[1] != 2:
+        raise InputError(
+            f"loss 'laplace_nll': needs a 2-channel (mean, scale) output, "
+            f"the network gives {out.shape[1]}"
+        )
+    mu, sigma = out[:, :1], out[:, 1:2].clamp_min(LAPLACE_MIN_SCALE)
+    nll = torch.abs(mu - y) / sigma + torch.log(sigma) + math.log(2.0)
+    return nll.mean(), mu
+
+
+@register_loss("ddn")
+def ddn_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """DenseDeconNet's loss (Guo et al., Nat. Biotechnol. 2020): mse − log((1+SSIM)/2) − 1.3·min."""
+    out = _single_channel(net(x), "ddn")
+    mse = torch.mean((out - y) ** 2)
+    ssim = _global_ssim(out, y)
+    return mse - torch.log((1.0 + ssim) / 2.0) - 1.3 * out.min(), out
