@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _browser import open_in_chromium
 from lucyd.cli.main import app
 from lucyd.errors import InputError
 from lucyd.io import read_image
@@ -143,45 +141,12 @@ def test_demo_config_rejects_bad_values():
 
 # ------------------------------------------------------------------ headless browser
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-class _BodyAttrs(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.attrs: dict[str, str] = {}
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "body":
-            self.attrs = {k: v or "" for k, v in attrs}
-
-
-def open_in_chromium(html: Path, profile: Path, screenshot: Path) -> tuple[str, str]:
-    """Open ``html`` in headless Chromium, take a screenshot and return the report's
-    ``data-images-loaded`` / ``data-images-failed`` body attributes (set by its load hook)."""
-    exe = next((shutil.which(n) for n in CHROMIUM_NAMES if shutil.which(n)), None)
-    if exe is None:
-        pytest.skip("headless browser test needs Chromium: apt-get update && apt-get install -y "
-                    "chromium")
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}",
-           f"--screenshot={screenshot}", "--window-size=1280,2400",
-           "--virtual-time-budget=5000", "--dump-dom", html.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    parser = _BodyAttrs()
-    parser.feed(proc.stdout)
-    assert "data-images-loaded" in parser.attrs, "the report's load hook did not run"
-    return parser.attrs["data-images-loaded"], parser.attrs.get("data-images-failed", "")
-
-
 def test_report_opens_in_headless_chromium(demo_run, tmp_path):
     _, out, _ = demo_run
     html = out / "report.html"
     n_images = len(_img_sources(html.read_text(encoding="utf-8")))
     shot = tmp_path / "report.png"
-    loaded, failed = open_in_chromium(html, tmp_path / "profile", shot)
+    loaded, failed = open_in_chromium(html, tmp_path / "profile", shot, window=(1280, 2400))
     assert loaded == f"{n_images}/{n_images}", failed
     # a real rendering: a PNG of the window size with many colours (figures, text)
     from matplotlib.image import imread

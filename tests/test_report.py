@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 import math
 import re
-import shutil
 import struct
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _browser import open_in_chromium
 from lucyd import __version__
 from lucyd.errors import InputError
 from lucyd.report import (
@@ -415,58 +414,10 @@ def test_png_css_width_uses_dpi(tmp_path):
 
 # ------------------------------------------------------------------ headless browser
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def _chromium() -> str:
-    for name in CHROMIUM_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip(
-        "headless browser test needs Chromium: apt-get update && apt-get install -y chromium"
-    )
-
-
-def _run_chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
-
-
-def _images_loaded(exe: str, html: Path, profile: Path, screenshot: Path | None = None):
-    """Open ``html`` and return the report's ``data-images-loaded``/``-failed`` attributes."""
-    extra = [f"--screenshot={screenshot}", "--window-size=1200,2000"] if screenshot else []
-    proc = _run_chromium(
-        exe, profile, *extra, "--virtual-time-budget=3000", "--dump-dom", html.as_uri()
-    )
-    parser = _Collector()
-    parser.feed(proc.stdout)
-    attrs = parser.body_attrs
-    assert "data-images-loaded" in attrs, "the report's load hook did not run: " + proc.stdout[:500]
-    return attrs["data-images-loaded"], attrs.get("data-images-failed", "")
-
-
 def test_report_renders_in_headless_chromium(tmp_path, rng):
-    exe = _chromium()
     path = _make_report(tmp_path, rng)
     shot = tmp_path / "report_screenshot.png"
-    loaded, failed = _images_loaded(exe, path, tmp_path / "profile1", screenshot=shot)
+    loaded, failed = open_in_chromium(path, tmp_path / "profile1", screenshot=shot)
     assert loaded == "3/3", failed
     assert png_size(shot) == (1200, 2000)
 
@@ -479,7 +430,7 @@ def test_report_renders_in_headless_chromium(tmp_path, rng):
         ),
         encoding="utf-8",
     )
-    loaded, failed = _images_loaded(exe, broken, tmp_path / "profile2")
+    loaded, failed = open_in_chromium(broken, tmp_path / "profile2")
     assert loaded == "3/4" and failed == "external"
 
     # a rendered page, not a blank one: many distinct colours (figures, text)
