@@ -14,7 +14,9 @@ from lucyd.validation import parse_int_tuple
 @app.command("predict")
 @handle_errors
 def predict_cmd(
-    model: Path = typer.Argument(..., help="Model folder written by lucyd train."),
+    model: Path = typer.Argument(
+        ..., help="Model folder written by lucyd train (or an ensemble folder, --ensemble K)."
+    ),
     input: Path = typer.Argument(..., help="Input image (TIFF, OME-TIFF, Zarr, npy)."),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output image (format from extension)."
@@ -26,15 +28,24 @@ def predict_cmd(
         "receptive radius is added to every tile and discarded, so tiles leave no seams).",
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    uncertainty: bool = typer.Option(
+        False, "--uncertainty",
+        help="Also write per-voxel uncertainty maps OUTPUT_uncertainty.EXT (total), "
+        "OUTPUT_laplace_scale.EXT (probabilistic members), OUTPUT_disagreement.EXT (ensembles).",
+    ),
 ) -> None:
     """Restore INPUT with MODEL and write OUTPUT as float32 in the input's intensity scale.
 
     The input is read tile by tile and the output written tile by tile, so images larger than
-    memory work (Zarr or TIFF). The voxel size of the input is kept.
+    memory work (Zarr or TIFF). The voxel size of the input is kept. An ensemble folder gives
+    the members' mean; with --uncertainty (ensembles or probabilistic CARE; the image is then
+    held in memory) the uncertainty maps are written beside OUTPUT. Do not use restored images
+    for intensity quantification (Weigert et al. 2018).
     """
-    from lucyd.train import load_model, predict_file
+    from lucyd.train import predict_file
+    from lucyd.train.ensemble import Ensemble, load_any, predict_uncertainty_file
 
-    m = load_model(model)
+    m = load_any(model)  # a model folder, or an ensemble folder (ensemble.json)
     tile_shape = parse_int_tuple(tile, "--tile") if tile else None
     ov = None
     if overlap:
@@ -44,5 +55,12 @@ def predict_cmd(
             raise InputError(
                 f"--overlap: expected comma-separated integers, got {overlap!r}"
             ) from None
+    if uncertainty or isinstance(m, Ensemble):
+        written = predict_uncertainty_file(m, input, output, uncertainty=uncertainty,
+                                           tile_shape=tile_shape, overlap=ov, device=device)
+        what = f"an ensemble of {len(m)} {m.name}" if isinstance(m, Ensemble) else m.name
+        typer.echo(f"restored {input} with {what} -> "
+                   + ", ".join(str(p) for p in written.values()))
+        return
     out = predict_file(m, input, output, tile_shape=tile_shape, overlap=ov, device=device)
     typer.echo(f"restored {input} with {m.name} -> {out}")

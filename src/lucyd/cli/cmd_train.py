@@ -48,10 +48,16 @@ def train_cmd(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue an interrupted training in OUTPUT."),
     overwrite: bool = typer.Option(False, help="Replace a model already in OUTPUT."),
+    ensemble: int | None = typer.Option(
+        None, "--ensemble", min=1,
+        help="Train K members with seeds seed, seed+1, ... into OUTPUT/member_00 ... plus "
+        "OUTPUT/ensemble.json (deep ensemble; lucyd predict --uncertainty).",
+    ),
 ) -> None:
     """Train a network (Li et al. 2022 RLN recipe by default) and write a model folder.
 
-    OUTPUT receives config.json, model.json, best.pt, last.pt, log.jsonl and loss.png.
+    OUTPUT receives config.json, model.json, best.pt, last.pt, log.jsonl and loss.png; with
+    --ensemble K, one such folder per member (Lakshminarayanan et al. 2017).
     """
     from lucyd.train import TrainConfig, train
 
@@ -83,6 +89,13 @@ def train_cmd(
         seed=seed,
         device=device,
     )
+    if ensemble is not None:
+        from lucyd.train.ensemble import train_ensemble
+
+        out = train_ensemble(config, data, output, ensemble, resume=resume, overwrite=overwrite)
+        typer.echo(f"trained an ensemble of {ensemble} {config.model} networks (seeds {seed}.."
+                   f"{seed + ensemble - 1}) -> {out}")
+        return
     out = train(config, data, output, resume=resume, overwrite=overwrite)
     info = json.loads((out / "model.json").read_text())
     summary = info.get("training", {})

@@ -1,0 +1,446 @@
+"""Isotropic restoration of anisotropic stacks, self-supervised from the stack itself.
+
+The recipe of CARE (Weigert et al., "Content-aware image restoration: pushing the limits of
+fluorescence microscopy", Nature Methods 15:1090, 2018; "Isotropic reconstruction of 3D
+fluorescence microscopy images using convolutional neural networks", MICCAI 2017):
+
+1. **Training pairs from lateral slices.** Every xy plane of the stack has lateral resolution
+   and sampling. Each plane (and its transpose) is degraded along its first axis so that it
+   looks like an axial (xz / yz) view: convolved with the axial PSF (or a Gaussian of the
+   axial/lateral width ratio), optionally given camera noise, sub-sampled every ``z_factor``
+   pixels and re-upsampled linearly onto the original grid. The pair is (degraded plane,
+   original plane).
+2. **A 2D network** (CARE 2D by default) is trained on these pairs with lucyd's generic trainer
+   (:func:`lucyd.train.train`), without 90° rotations so that the degraded axis stays axis 0.
+3. **Prediction.** The stack is upsampled along z by ``z_factor`` (linear interpolation), and
+   the network restores every XZ slice (``stack[:, y, :]``) and every YZ slice
+   (``stack[:, :, x]``) — in both, axis 0 is z, the axis degraded in training.
+4. **Fusion.** The two restored volumes are fused voxel-wise by their geometric mean,
+   ``sqrt(max(a, 0) · max(b, 0))`` (as CARE/CSBDeep's ``IsotropicCARE``), which suppresses
+   artefacts present in only one of the two views; ``fuse="mean"`` gives the arithmetic mean
+   (keeps negative values of background-subtracted data).
+
+The output has ``round(nz · z_factor)`` planes, voxel size ``(dz / z_factor, dy, dx)``, and
+the input's intensity scale (float32). Like every restoration, it must not be used for
+intensity quantification (Weigert et al. 2018).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lucyd.errors import InputError
+
+#: the fusion rules of the XZ and YZ restorations
+FUSIONS = ("geometric", "mean")
+
+
+def isotropic_voxel_size(voxel_size, z_factor: float) -> tuple[float, float, float] | None:
+    """Voxel size ``(dz / z_factor, dy, dx)`` of the restored stack (µm), or None."""
+    if voxel_size is None:
+        return None
+    from lucyd.validation import as_voxel_size
+
+    dz, dy, dx = as_voxel_size(voxel_size, 3)
+    return (dz / float(z_factor), dy, dx)
+
+
+def _check_factor(z_factor) -> float:
+    try:
+        f = float(z_factor)
+    except (TypeError, ValueError):
+        raise InputError(f"z_factor: expected a number, got {z_factor!r}") from None
+    if not math.isfinite(f) or f < 1.0:
+        raise InputError(f"z_factor: must be finite and >= 1 (the axial / lateral sampling "
+                         f"ratio), got {z_factor!r}")
+    return f
+
+
+def _check_stack(stack) -> np.ndarray:
+    from lucyd.validation import as_image
+
+    arr = as_image(stack, name="stack", ndim=(2, 3), dtype=np.float32)
+    if arr.ndim != 3:
+        raise InputError(f"stack: isotropic restoration needs a 3D (z, y, x) stack, got a "
+                         f"{arr.ndim}D image of shape {arr.shape}")
+    if arr.shape[0] < 2:
+        raise InputError(f"stack: needs at least 2 planes along z, got shape {arr.shape}")
+    return arr
+
+
+def axial_kernel(z_factor: float, *, axial_psf=None, axial_sigma: float | None = None,
+                 voxel_size=None) -> np.ndarray:
+    """The 2D kernel that turns a lateral (xy) slice into an axial-looking one (axis 0 = z).
+
+    Parameters
+    ----------
+    z_factor : float
+        Axial / lateral sampling ratio.
+    axial_psf : array_like, optional
+        * 1D: the axial profile on the lateral pixel grid (blurs axis 0 only);
+        * 2D: a ``(z, x)`` kernel already on the lateral pixel grid;
+        * 3D: the acquisition PSF ``(z, y, x)`` sampled like the stack; it is summed over y
+          (CSBDeep's choice, a line-spread function in the x-z plane) and resampled along z from
+          ``dz`` to ``dx`` spacing (``dz / dx`` from ``voxel_size``, else ``z_factor``), linear
+          interpolation, centre kept at index ``k // 2``.
+    axial_sigma : float, optional
+        Without ``axial_psf``: standard deviation (lateral pixels) of a Gaussian blur along
+        axis 0; default ``z_factor / 2`` (the same default as ``lucyd.synth.degrade``'s
+        isotropic task).
+    voxel_size : tuple of 3 float, optional
+        ``(dz, dy, dx)`` µm of the stack, to resample a 3D PSF.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(kz, kx)`` kernel, sum 1, centre at ``shape // 2``.
+    """
+    from scipy import ndimage
+
+    from lucyd.validation import as_psf
+
+    if axial_psf is None:
+        sigma = z_factor / 2.0 if axial_sigma is None else float(axial_sigma)
+        if not math.isfinite(sigma) or sigma < 0:
+            raise InputError(f"axial_sigma: must be finite and >= 0, got {axial_sigma!r}")
+        if sigma == 0:
+            return np.ones((1, 1), np.float32)
+        radius = max(int(math.ceil(4 * sigma)), 1)
+        z = np.arange(-radius, radius + 1, dtype=np.float64)
+        k = np.exp(-0.5 * (z / sigma) ** 2)
+        return (k / k.sum()).reshape(-1, 1).astype(np.float32)
+    psf = np.asarray(axial_psf, dtype=np.float64)
+    if psf.ndim == 1:
+        return as_psf(psf.reshape(-1, 1), image_ndim=2, name="axial_psf")
+    if psf.ndim == 2:
+        return as_psf(psf, image_ndim=2, name="axial_psf")
+    if psf.ndim != 3:
+        raise InputError(f"axial_psf: expected a 1D, 2D or 3D array, got {psf.ndim}D")
+    psf3 = as_psf(psf, image_ndim=3, name="axial_psf").astype(np.float64)
+    zx = psf3.sum(axis=1)
+    if voxel_size is not None:
+        from lucyd.validation import as_voxel_size
+
+        dz, _, dx = as_voxel_size(voxel_size, 3)
+        ratio = dz / dx
+    else:
+        ratio = z_factor
+    nz = zx.shape[0]
+    c_old = nz // 2
+    half = int(math.floor(c_old * ratio))
+    c_new = half
+    coords_z = (np.arange(2 * half + 1) - c_new) / ratio + c_old
+    coords_x = np.arange(zx.shape[1], dtype=np.float64)
+    zz, xx = np.meshgrid(coords_z, coords_x, indexing="ij")
+    res = ndimage.map_coordinates(zx, [zz, xx], order=1, mode="constant", cval=0.0)
+    return as_psf(np.clip(res, 0, None), image_ndim=2, name="axial_psf (resampled)")
+
+
+def degrade_lateral(slices: np.ndarray, z_factor: float, kernel: np.ndarray, *,
+                    photons: float | None = None, read_noise: float = 0.0, seed=None,
+                    device: str = "auto") -> np.ndarray:
+    """Make lateral slices look axial along their axis 1 (the CARE isotropic degradation).
+
+    Parameters
+    ----------
+    slices : numpy.ndarray
+        ``(n, a, b)`` stack of 2D images; axis 1 (``a``) is the one degraded.
+    z_factor : float
+        Sub-sampling factor along axis 1 (non-integer allowed: linear interpolation).
+    kernel : numpy.ndarray
+        ``(ka, kb)`` blur kernel from :func:`axial_kernel` (reflecting boundary).
+    photons : float, optional
+        Camera noise on the sub-sampled rows (:func:`lucyd.forward.camera_noise`,
+        ``photons`` per intensity unit); None: none (the planes carry their own noise).
+    read_noise : float
+        Read-noise standard deviation (electrons) when ``photons`` is given.
+    seed : int, Generator or None
+        Noise seed.
+    device : str
+        Device of the FFT convolution.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n, a, b)``: blurred, sub-sampled every ``z_factor`` rows along axis 1 and
+        re-upsampled linearly onto ``a`` rows.
+    """
+    from lucyd.forward import camera_noise, convolve
+    from lucyd.synth.degrade import subsample_axis0, upsample_axis0
+
+    arr = np.asarray(slices, dtype=np.float32)
+    if kernel.size > 1:
+        blurred = convolve(arr, kernel[None], boundary="reflect", device=device)
+    else:
+        blurred = arr.copy()
+    n = arr.shape[1]
+    rows = np.moveaxis(subsample_axis0(np.moveaxis(blurred, 1, 0), z_factor), 0, 1)
+    if photons is not None:
+        offset = float(min(0.0, rows.min()))
+        rows = camera_noise(rows - offset, photons=photons, read_noise=read_noise, seed=seed)
+        rows = rows / np.float32(photons) + np.float32(offset)
+    up = upsample_axis0(np.moveaxis(rows, 1, 0).astype(np.float32), z_factor, n)
+    return np.ascontiguousarray(np.moveaxis(up, 0, 1), dtype=np.float32)
+
+
+def training_pairs(stack: np.ndarray, z_factor: float, *, axial_psf=None,
+                   axial_sigma: float | None = None, voxel_size=None,
+                   photons: float | None = None, both_axes: bool = True,
+                   max_slices: int | None = None, seed=None,
+                   device: str = "auto") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """2D (raw, target) pairs from the lateral planes of ``stack`` (CARE isotropic recipe).
+
+    Each xy plane is a target; its raw is the plane degraded along axis 0 by
+    :func:`degrade_lateral`. With ``both_axes`` the transposed plane (degraded along x) is
+    added too, so the network sees both lateral directions.
+
+    Returns
+    -------
+    raws, targets : list of numpy.ndarray
+        float32 2D images; axis 0 is the degraded axis.
+    """
+    arr = _check_stack(stack)
+    f = _check_factor(z_factor)
+    kernel = axial_kernel(f, axial_psf=axial_psf, axial_sigma=axial_sigma,
+                          voxel_size=voxel_size)
+    rng = np.random.default_rng(seed)
+    planes = arr
+    if max_slices is not None and planes.shape[0] > max_slices:
+        idx = np.sort(rng.choice(planes.shape[0], int(max_slices), replace=False))
+        planes = planes[idx]
+    groups = [planes] + ([np.ascontiguousarray(planes.transpose(0, 2, 1))] if both_axes else [])
+    raws, targets = [], []
+    for g in groups:
+        if g.shape[1] < 2 * f:
+            raise InputError(f"stack: a lateral size of {g.shape[1]} px is too small for "
+                             f"z_factor {f:g} (need at least {2 * f:g})")
+        deg = degrade_lateral(g, f, kernel, photons=photons, seed=rng, device=device)
+        raws.extend(list(deg))
+        targets.extend(list(g))
+    return raws, targets
+
+
+def upsample_z(stack: np.ndarray, z_factor: float, n_out: int | None = None) -> np.ndarray:
+    """Linear interpolation along z onto ``round(nz · z_factor)`` planes (plane j at j / f).
+
+    Output plane ``j`` lies at input position ``j / z_factor``; planes beyond the last input
+    plane repeat it (no extrapolation).
+    """
+    from lucyd.synth.degrade import upsample_axis0
+
+    arr = np.asarray(stack, dtype=np.float32)
+    f = _check_factor(z_factor)
+    n = int(round(arr.shape[0] * f)) if n_out is None else int(n_out)
+    return upsample_axis0(arr, f, n)
+
+
+def _predict_slices(model, volume: np.ndarray, axis: int, lo: float, scale: float,
+                    device, batch_size: int) -> np.ndarray:
+    """Run the 2D network on every slice of ``volume`` along ``axis`` (1: XZ, 2: YZ)."""
+    import torch
+
+    net = model.net
+    m = int(model.size_multiple)
+    slices = np.moveaxis(volume, axis, 0)  # (n, z, other)
+    n, a, b = slices.shape
+    pa, pb = (-a) % m, (-b) % m
+    out = np.empty((n, a, b), np.float32)
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            blk = (slices[i:i + batch_size] - np.float32(lo)) / np.float32(scale)
+            if pa or pb:
+                blk = np.pad(blk, ((0, 0), (0, pa), (0, pb)), mode="symmetric")
+            x = torch.from_numpy(np.ascontiguousarray(blk[:, None])).to(device)
+            y = net(x)[:, 0].float().cpu().numpy()
+            out[i:i + batch_size] = y[:, :a, :b] * np.float32(scale) + np.float32(lo)
+    return np.moveaxis(out, 0, axis)
+
+
+def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
+                      device: str = "auto", batch_size: int = 8,
+                      return_views: bool = False):
+    """Restore a stack with an already trained 2D isotropic model (steps 3–4 of the recipe).
+
+    Parameters
+    ----------
+    model : lucyd.train.RestorationModel or path
+        A 2D model trained on pairs from :func:`training_pairs` (axis 0 degraded).
+    stack : array_like
+        ``(z, y, x)`` anisotropic stack.
+    z_factor : float
+        Axial / lateral sampling ratio (≥ 1).
+    fuse : {"geometric", "mean"}
+        Fusion of the XZ and YZ restorations (CARE: geometric mean of the non-negative parts).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    batch_size : int
+        Slices per forward pass.
+    return_views : bool
+        Also return the XZ and YZ restorations before fusion.
+
+    Returns
+    -------
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        float32 ``(round(nz · z_factor), y, x)`` (and the two views).
+    """
+    from lucyd.device import resolve_device
+    from lucyd.train import load_model
+
+    arr = _check_stack(stack)
+    f = _check_factor(z_factor)
+    if fuse not in FUSIONS:
+        raise InputError(f"fuse: unknown {fuse!r}; choose one of {', '.join(FUSIONS)}")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    if model.ndim != 2:
+        raise InputError(f"model: isotropic restoration needs a 2D model, got a {model.ndim}D one")
+    dev = resolve_device(device)
+    model.net.to(dev).eval()
+    up = upsample_z(arr, f)
+    lo, hi = model.input_range(up)
+    scale = hi - lo if hi > lo else 1.0
+    xz = _predict_slices(model, up, 1, lo, scale, dev, int(batch_size))
+    yz = _predict_slices(model, up, 2, lo, scale, dev, int(batch_size))
+    if fuse == "geometric":
+        fused = np.sqrt(np.clip(xz, 0, None) * np.clip(yz, 0, None))
+    else:
+        fused = 0.5 * (xz + yz)
+    fused = fused.astype(np.float32, copy=False)
+    return (fused, xz, yz) if return_views else fused
+
+
+def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None,
+                      axial_sigma: float | None = None, network: str = "care",
+                      net_kwargs: dict | None = None, steps: int = 2000,
+                      patch: int | tuple[int, int] | None = None, batch: int | None = None,
+                      lr: float | None = None, photons: float | None = None,
+                      max_slices: int | None = None, fuse: str = "geometric", seed: int = 0,
+                      device: str = "auto", model_dir: str | Path | None = None,
+                      batch_size: int = 8) -> np.ndarray:
+    """Self-supervised isotropic restoration of an anisotropic stack (CARE recipe).
+
+    Trains a 2D network on the stack's own lateral planes degraded to look axial, then restores
+    the z-upsampled stack's XZ and YZ slices and fuses them by geometric mean (Weigert et al.,
+    Nature Methods 2018; MICCAI 2017). See the module docstring for the four steps.
+
+    Parameters
+    ----------
+    stack : array_like
+        ``(z, y, x)`` stack whose z spacing is ``z_factor`` times its lateral spacing.
+    z_factor : float
+        Axial / lateral sampling ratio, ≥ 1 (e.g. ``dz / dx``); need not be an integer.
+    voxel_size : tuple of 3 float, optional
+        ``(dz, dy, dx)`` in µm; used to resample a 3D ``axial_psf``. (The output's voxel size
+        is :func:`isotropic_voxel_size`.)
+    axial_psf : array_like, optional
+        Acquisition PSF (1D axial profile, 2D (z, x) kernel on the lateral grid, or 3D PSF
+        sampled like the stack; see :func:`axial_kernel`). Default: a Gaussian along z.
+    axial_sigma : float, optional
+        Width (lateral px) of the default Gaussian; ``z_factor / 2`` when None.
+    network : str
+        Registered 2D-capable network (``care`` by default; any of ``lucyd.nets``).
+    net_kwargs : dict, optional
+        Network keyword arguments (e.g. ``{"first_filters": 16}``).
+    steps : int
+        Training steps.
+    patch : int or (int, int), optional
+        Training patch (px); default up to 64, clipped to the slices and the network's size
+        multiple.
+    batch, lr : optional
+        Training batch and learning rate (default: the network's recipe).
+    photons : float, optional
+        Add camera noise (photons per intensity unit) to the degraded training rows.
+    max_slices : int, optional
+        Use at most this many (random) lateral planes for training.
+    fuse : {"geometric", "mean"}
+        Fusion of the two views.
+    seed : int
+        Seed of the training (and of the plane selection / noise).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    model_dir : str or Path, optional
+        Keep the trained 2D model there (an existing folder is replaced); default: a temporary
+        folder deleted afterwards.
+    batch_size : int
+        Slices per forward pass at prediction.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(round(nz · z_factor), y, x)`` in the input's intensity scale.
+
+    Raises
+    ------
+    InputError
+        Not a 3D stack, ``z_factor < 1``, lateral size too small for the patch or factor, bad
+        network or training parameters.
+    """
+    from lucyd.io import ImageMetadata, write_image
+    from lucyd.train import TrainConfig, load_model, train
+
+    arr = _check_stack(stack)
+    f = _check_factor(z_factor)
+    if fuse not in FUSIONS:
+        raise InputError(f"fuse: unknown {fuse!r}; choose one of {', '.join(FUSIONS)}")
+    if voxel_size is not None:
+        from lucyd.validation import as_voxel_size
+
+        voxel_size = as_voxel_size(voxel_size, 3)
+    from lucyd.nets import get_network
+
+    m = int(getattr(get_network(network), "size_multiple", 1))
+    lateral = min(arr.shape[1], arr.shape[2])
+    if patch is None:
+        p = max(m, (min(64, lateral) // m) * m)
+        patch_t = (p, p)
+    else:
+        patch_t = (int(patch),) * 2 if np.isscalar(patch) else tuple(int(v) for v in patch)
+        if len(patch_t) != 2:
+            raise InputError(f"patch: expected 1 or 2 sizes, got {patch!r}")
+        if any(v > lateral for v in patch_t):
+            raise InputError(f"patch: {patch_t} is larger than the smaller lateral size "
+                             f"{lateral} of the stack")
+    raws, targets = training_pairs(arr, f, axial_psf=axial_psf, axial_sigma=axial_sigma,
+                                   voxel_size=voxel_size, photons=photons,
+                                   max_slices=max_slices, seed=seed, device=device)
+    work = Path(tempfile.mkdtemp(prefix="lucyd_isotropic_"))
+    try:
+        data = work / "data"
+        for sub in ("raw", "gt"):
+            (data / sub).mkdir(parents=True)
+        width = max(4, len(str(len(raws))))
+        meta = ImageMetadata("YX", None)
+        for i, (r, t) in enumerate(zip(raws, targets, strict=True)):
+            write_image(data / "raw" / f"{i:0{width}d}.npy", r, meta)
+            write_image(data / "gt" / f"{i:0{width}d}.npy", t, meta)
+        del raws, targets
+        config = TrainConfig.build(
+            model=network, net_kwargs=dict(net_kwargs or {}), ndim=2, patch=patch_t,
+            steps=int(steps), batch=batch, lr=lr, augment=False, seed=int(seed), device=device,
+            val_interval=max(1, min(200, int(steps))))
+        out_model = Path(model_dir) if model_dir is not None else work / "model"
+        train(config, data, out_model, overwrite=True)
+        model = load_model(out_model)
+        return predict_isotropic(model, arr, f, fuse=fuse, device=device,
+                                 batch_size=batch_size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+__all__ = [
+    "FUSIONS",
+    "axial_kernel",
+    "degrade_lateral",
+    "isotropic_restore",
+    "isotropic_voxel_size",
+    "predict_isotropic",
+    "training_pairs",
+    "upsample_z",
+]
