@@ -61,13 +61,13 @@ def numpy_rl_bertero(y, psf, n, floor, background=0.0):
     one[obs] = 1
 
     def bp(a):
-        return np.fft.irfftn(np.fft.rfftn(a) * np.conj(h), s=w)
+        return np.fft.irfftn(np.fft.rfftn(a) * np.conj(h), s=w, axes=tuple(range(len(w))))
 
     wts = bp(one)
     wts = np.where(wts > 0.01, 1 / np.maximum(wts, 1e-12), 0)
     x = np.full(w, y.mean() - background)
     for _ in range(n):
-        fp = np.fft.irfftn(np.fft.rfftn(x) * h, s=w) + background
+        fp = np.fft.irfftn(np.fft.rfftn(x) * h, s=w, axes=tuple(range(len(w)))) + background
         r = np.zeros(w)
         r[obs] = y / fp[obs]
         x = np.maximum(x * bp(r) * wts, floor)
@@ -81,8 +81,8 @@ def numpy_rl_circular(y, psf, n):
     h = np.fft.rfftn(z)
     x = np.full(y.shape, y.mean())
     for _ in range(n):
-        fp = np.fft.irfftn(np.fft.rfftn(x) * h, s=y.shape)
-        x = x * np.fft.irfftn(np.fft.rfftn(y / fp) * np.conj(h), s=y.shape)
+        fp = np.fft.irfftn(np.fft.rfftn(x) * h, s=y.shape, axes=tuple(range(y.ndim)))
+        x = x * np.fft.irfftn(np.fft.rfftn(y / fp) * np.conj(h), s=y.shape, axes=tuple(range(y.ndim)))
     return x
 
 
