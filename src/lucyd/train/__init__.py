@@ -19,12 +19,13 @@ from lucyd.train.model import (
     predict_file,
     receptive_radius,
 )
-from lucyd.train.trainer import train
+from lucyd.train.trainer import recalibrate_batch_norm, train
 
 __all__ = [
     "TrainConfig",
     "MODEL_DEFAULTS",
     "train",
+    "recalibrate_batch_norm",
     "load_model",
     "RestorationModel",
     "predict_file",

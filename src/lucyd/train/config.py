@@ -152,6 +152,15 @@ class TrainConfig(JobConfig):
     time_limit_s : float or None
         Stop (after validating and checkpointing) once training has run this long, in
         seconds of wall time — a budget on shared machines; resume continues it.
+    bn_recalibration : int
+        Batches of training patches (``batch`` each, from a fixed sampler of their own) forwarded
+        in train mode without gradients to re-estimate every batch-norm layer's running mean and
+        variance as an exact average ("precise BN", Wu & Johnson 2021) before each validation
+        and checkpoint; 0 keeps the training-time moving averages. Networks without batch norm
+        are unaffected.
+    threads : int or None
+        CPU threads of torch during training (``torch.set_num_threads``, restored afterwards);
+        None: torch's default.
     seed : int
         Seeds initialisation, patch sampling and the validation split.
     device : str
@@ -181,6 +190,8 @@ class TrainConfig(JobConfig):
     patience: int | None = Field(None, ge=1)
     min_delta: float = Field(0.0, ge=0, allow_inf_nan=False)
     time_limit_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    bn_recalibration: int = Field(20, ge=0)
+    threads: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0)
     device: str = "auto"
 

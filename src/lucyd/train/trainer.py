@@ -111,6 +111,67 @@ def _metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float | None]:
     return p, s
 
 
+def batch_norm_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The batch-norm layers of ``net`` that keep running statistics."""
+    return [
+        m
+        for m in net.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(net: torch.nn.Module, batches, device=None) -> int:
+    """Re-estimate the running statistics of every batch-norm layer of ``net`` ("precise BN").
+
+    The running mean and variance are reset and replaced by the exact average of the batch
+    statistics of ``batches`` (inputs shaped like training batches), forwarded in train mode
+    without gradients (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021). The moving
+    averages kept during training (momentum 0.01 in Keras' convention for RLN) lag behind
+    weights that change quickly and are dominated by a handful of small, noisy batches, so
+    that eval-mode predictions of a short training can be far worse than train-mode ones.
+    Weights, gradients and random states are untouched; the layers' momenta and the
+    network's train/eval mode are restored.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Any network; without batch-norm layers nothing happens.
+    batches : iterable of array or Tensor
+        Input batches (B, C, *spatial).
+    device : torch device, optional
+        Where to send the batches (default: the network's).
+
+    Returns
+    -------
+    int
+        The number of batches forwarded (0 when ``net`` has no batch norm).
+    """
+    layers = batch_norm_layers(net)
+    if not layers:
+        return 0
+    if device is None:
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    momenta = [m.momentum for m in layers]
+    was_training = net.training
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    n = 0
+    try:
+        for xb in batches:
+            x = torch.as_tensor(np.ascontiguousarray(xb) if isinstance(xb, np.ndarray) else xb)
+            net(x.to(device))
+            n += 1
+    finally:
+        for m, mom in zip(layers, momenta, strict=True):
+            m.momentum = mom
+        net.train(was_training)
+    return n
+
+
 def _rng_states(sampler: PatchSampler) -> dict:
     return {
         "torch": torch.get_rng_state(),
@@ -190,7 +251,7 @@ class _Log:
 
 def _check_resume_config(old: TrainConfig, new: TrainConfig) -> TrainConfig:
     """The saved configuration, with the fields that may change on resume taken from ``new``."""
-    changeable = {"steps", "patience", "min_delta", "device", "val_interval", "time_limit_s"}
+    changeable = {"steps", "patience", "min_delta", "device", "val_interval", "time_limit_s", "threads"}
     fixed_old = old.model_dump(exclude=changeable)
     fixed_new = new.model_dump(exclude=changeable)
     for key, value in fixed_new.items():
@@ -315,6 +376,28 @@ def train(
             seed=np.random.default_rng([cfg.seed, 3]),
         )
         val_batch = vs.sample(cfg.val_patches)
+    # precise BN: a sampler of its own, rewound before every recalibration (the same batches each
+    # time, independent of the training sampler's random state, so resume stays exact)
+    recal_sampler, recal_state = None, None
+    if cfg.bn_recalibration > 0 and batch_norm_layers(net):
+        recal_sampler = PatchSampler(
+            train_imgs,
+            cfg.patch,
+            rejection=cfg.patch_rejection,
+            threshold=cfg.rejection_threshold,
+            augment=cfg.augment,
+            same_image=cfg.same_image_batch,
+            seed=np.random.default_rng([cfg.seed, 4]),
+        )
+        recal_state = recal_sampler.state
+
+    def recalibrate() -> None:
+        if recal_sampler is None:
+            return
+        recal_sampler.state = recal_state
+        recalibrate_batch_norm(
+            net, (recal_sampler.sample(cfg.batch)[0] for _ in range(cfg.bn_recalibration)), device
+        )
 
     step, best_val, since_best, best_record = 0, math.inf, 0, {}
     if checkpoint is not None:
@@ -427,6 +510,9 @@ def train(
     stopped_early = False
     status = "done"
     bar = progress(total=cfg.steps, desc=f"train {cfg.model}", initial=step)
+    threads_before = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
     try:
         while step < cfg.steps:
             xb, yb = sampler.sample(cfg.batch)
@@ -463,6 +549,7 @@ def train(
                 cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s
             )
             if step % cfg.val_interval == 0 or step == cfg.steps or out_of_time:
+                recalibrate()  # eval-mode statistics of the current weights, before val and saving
                 if val_batch is not None:
                     record = {"step": step, **evaluate_val()}
                     log.write({"kind": "val", **record})
@@ -492,6 +579,7 @@ def train(
                     break
     finally:
         bar.close()
+        torch.set_num_threads(threads_before)
     info["training"] = {
         "steps_done": step,
         "status": "early-stopped" if stopped_early else status,
