@@ -36,8 +36,9 @@ def demo(
                                      help="Override the network's training steps."),
     train_minutes: float | None = typer.Option(
         None, "--train-minutes", min=0.0,
-        help="Wall-clock cap on training in minutes (default 6, quick 1; 0: no cap). When the "
-             "cap stops training before its steps, the result depends on the machine's load."),
+        help="Optional wall-clock cap on training in minutes (default: none, the fixed step count "
+             "runs to the end, so results are reproducible). When a cap stops training before its "
+             "steps, the result depends on the machine's load."),
 ) -> None:
     """Run the synthetic widefield demo: PSF, sample, training set, RL, WB RL, RLN, report.
 
