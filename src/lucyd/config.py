@@ -9,17 +9,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lucyd.errors import FileFormatError, InputError
 
 
+def validation_message(exc: ValidationError, label: str = "") -> str:
+    """One line naming the first invalid field of a pydantic error, e.g. ``"train config: lr: ..."``."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{label}: {loc}: {msg}" if label else f"{loc}: {msg}"
+
+
 class JobConfig(BaseModel):
     """Base class: unknown fields are rejected, values validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    #: prefix of the one-line error messages of :meth:`build` (e.g. "train config")
+    error_label: ClassVar[str] = ""
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> Self:
+        """Like ``cls(**kwargs)`` but raising :class:`InputError` with one line naming the field."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            raise InputError(validation_message(exc, cls.error_label)) from None
 
     def to_json(self) -> str:
         import lucyd
@@ -53,6 +72,4 @@ class JobConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ()))
-            raise InputError(f"{path}: invalid {cls.__name__}: {loc}: {first.get('msg')}") from None
+            raise InputError(validation_message(exc, f"{path}: invalid {cls.__name__}")) from None

@@ -38,10 +38,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import InputError
@@ -143,6 +143,8 @@ class BenchConfig(JobConfig):
         Steps of the small 2D CARE trained on three W2S fields of view (0: skip).
     """
 
+    error_label: ClassVar[str] = "bench config"
+
     suite: Literal["synthetic", "real", "all"] = "synthetic"
     budget: Literal["full", "quick", "custom"] = "full"
     seed: int = Field(0, ge=0)
@@ -211,13 +213,7 @@ class BenchConfig(JobConfig):
         values: dict[str, Any] = dict(_PRESETS["quick" if quick else "full"])
         values.update(suite=suite, budget="quick" if quick else "full")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-            msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-            raise InputError(f"bench config: {loc}: {msg}") from None
+        return cls.build(**values)
 
 
 # ----------------------------------------------------------------------------- methods

@@ -32,10 +32,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import FileFormatError, InputError
@@ -157,6 +157,8 @@ class DemoConfig(JobConfig):
         torch's default).
     """
 
+    error_label: ClassVar[str] = "demo config"
+
     seed: int = Field(0, ge=0)
     device: str = "auto"
     budget: Literal["default", "quick", "custom"] = "default"
@@ -221,13 +223,7 @@ class DemoConfig(JobConfig):
         values: dict[str, Any] = dict(_PRESETS["quick" if quick else "default"])
         values["budget"] = "quick" if quick else "default"
         values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-            msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-            raise InputError(f"demo config: {loc}: {msg}") from None
+        return cls.build(**values)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import FileFormatError, InputError
@@ -150,17 +150,6 @@ class SynthConfig(JobConfig):
             raise ValueError(f"unknown phantom parameter(s) for {self.kind!r}: "
                              f"{', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
         return self
-
-    @classmethod
-    def build(cls, **kwargs) -> SynthConfig:
-        """Like ``SynthConfig(**kwargs)`` but raising :class:`InputError` with one line."""
-        try:
-            return cls(**kwargs)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-            msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-            raise InputError(f"{loc}: {msg}") from None
 
 
 @dataclass

@@ -8,9 +8,9 @@ saved as ``config.json`` in the model folder.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import InputError
@@ -167,6 +167,8 @@ class TrainConfig(JobConfig):
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
+    error_label: ClassVar[str] = "train config"
+
     model: str = "rln"
     net_kwargs: dict[str, Any] = Field(default_factory=dict)
     ndim: Literal[2, 3] | None = None
@@ -216,17 +218,6 @@ class TrainConfig(JobConfig):
         if "ndim" in self.net_kwargs:
             raise ValueError("give ndim as the ndim field, not in net_kwargs")
         return self
-
-    @classmethod
-    def build(cls, **kwargs) -> TrainConfig:
-        """Like ``TrainConfig(**kwargs)`` but raising :class:`InputError` with one line."""
-        try:
-            return cls(**kwargs)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-            msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-            raise InputError(f"train config: {loc}: {msg}") from None
 
     def defaults(self) -> dict[str, Any]:
         """The network's default recipe (class ``training_defaults`` over :data:`MODEL_DEFAULTS`)."""
