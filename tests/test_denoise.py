@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lucyd.denoise import (
     best_gaussian_sigma,
@@ -24,14 +23,6 @@ from lucyd.io import ImageMetadata, write_image
 from lucyd.metrics import evaluate, psnr
 from lucyd.synth import SynthConfig, degrade, load_pairs, make_dataset, phantom
 from lucyd.train import TrainConfig, load_model, train
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_gaussian_baseline(rng):

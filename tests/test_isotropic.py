@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from lucyd.errors import InputError
@@ -23,14 +22,6 @@ from lucyd.synth import degrade, phantom
 
 F = 4
 SHAPE = (32, 48, 48)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -34,15 +34,6 @@ from lucyd.train.ensemble import (
 KIND, SHAPE = "mixed", (64, 64)
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Training tiny networks is much faster single-threaded on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --------------------------------------------------------------------------- analytic
 
 

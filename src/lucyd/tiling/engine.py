@@ -122,6 +122,12 @@ def plan_tiles(
     list of Tile
     """
     shape = tuple(int(n) for n in shape)
+    per_axis, halo = _axis_plan(shape, tile_shape, overlap, halo)
+    return _tiles(shape, per_axis, halo)
+
+
+def _axis_plan(shape, tile_shape, overlap, halo) -> tuple[list[list[tuple[int, int]]], tuple[int, ...]]:
+    """Validated per-axis kept intervals of the tiles, and the halo as a tuple."""
     ndim = len(shape)
     tile_shape = _as_tuple(tile_shape, ndim, "tile_shape", 1)
     overlap = _as_tuple(overlap, ndim, "overlap", 0)
@@ -130,6 +136,11 @@ def plan_tiles(
         _axis_intervals(n, t, o, h)
         for n, t, o, h in zip(shape, tile_shape, overlap, halo, strict=True)
     ]
+    return per_axis, halo
+
+
+def _tiles(shape: tuple[int, ...], per_axis, halo: tuple[int, ...]) -> list[Tile]:
+    """The tiles (raster order) of the per-axis intervals of :func:`_axis_plan`."""
     tiles = []
     for index in itertools.product(*[range(len(a)) for a in per_axis]):
         read, keep, crop = [], [], []
@@ -249,17 +260,11 @@ def tiled_apply(
         out = np.zeros(shape, dtype=np.float32)
     elif tuple(out.shape) != shape:
         raise InputError(f"out: shape {tuple(out.shape)} differs from the source's {shape}")
-    tile_shape = _as_tuple(tile_shape, ndim, "tile_shape", 1)
-    overlap = _as_tuple(overlap, ndim, "overlap", 0)
-    halo = _as_tuple(halo, ndim, "halo", 0)
-    per_axis = [
-        _axis_intervals(n, t, o, h)
-        for n, t, o, h in zip(shape, tile_shape, overlap, halo, strict=True)
-    ]
+    per_axis, halo = _axis_plan(shape, tile_shape, overlap, halo)
     weights = [_normalised_profiles(iv, n, blend) for iv, n in zip(per_axis, shape, strict=True)]
     cell_info = [_cells(iv, n) for iv, n in zip(per_axis, shape, strict=True)]
     out_dtype = np.dtype(getattr(out, "dtype", np.float32))
-    tiles = plan_tiles(shape, tile_shape, overlap, halo)
+    tiles = _tiles(shape, per_axis, halo)
 
     # per axis and interval: the cells for which this interval is the last covering one
     last_cells = []

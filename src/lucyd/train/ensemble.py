@@ -274,19 +274,14 @@ def load_ensemble(path: str | Path, *, weights: str = "best") -> Ensemble:
         Missing folder or ``ensemble.json``, unknown format or version, a missing or broken
         member, members of different dimensionality.
     """
-    from lucyd.train.model import load_model
+    from lucyd.train.model import load_model, read_json_description
 
     root = Path(path)
     if not root.is_dir():
         raise FileFormatError(f"{root}: no such ensemble folder")
     jpath = root / ENSEMBLE_FILE
-    if not jpath.is_file():
-        raise FileFormatError(f"{root}: not a lucyd ensemble folder (no {ENSEMBLE_FILE})")
-    try:
-        info = json.loads(jpath.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"{jpath}: unreadable ensemble description ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != ENSEMBLE_FORMAT:
+    info = read_json_description(jpath, "ensemble description", folder_kind="ensemble")
+    if info.get("format") != ENSEMBLE_FORMAT:
         raise FileFormatError(f"{jpath}: not a lucyd ensemble description")
     if info.get("format_version") != ENSEMBLE_VERSION:
         raise FileFormatError(f"{jpath}: unknown ensemble format version "

@@ -345,9 +345,10 @@ def _as_tuple(value, ndim: int, name: str, allow_zero: bool = False) -> tuple[in
 # ---------------------------------------------------------------------- loading
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json_description(path: Path, what: str, folder_kind: str = "model") -> dict:
+    """The JSON object in ``path`` (a model's or ensemble's description), or a one-line error."""
     if not path.is_file():
-        raise FileFormatError(f"{path.parent}: not a lucyd model folder (no {path.name})")
+        raise FileFormatError(f"{path.parent}: not a lucyd {folder_kind} folder (no {path.name})")
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -383,7 +384,7 @@ def load_model(model_dir: str | Path, *, weights: str = "best") -> RestorationMo
     path = Path(model_dir)
     if not path.is_dir():
         raise FileFormatError(f"{path}: no such model folder")
-    info = _read_json(path / "model.json", "model description")
+    info = read_json_description(path / "model.json", "model description")
     if info.get("format") != MODEL_FORMAT:
         raise FileFormatError(
             f"{path}: model.json is not a lucyd model (format {info.get('format')!r})"
