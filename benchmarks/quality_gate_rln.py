@@ -1,12 +1,12 @@
 """RLN quality gate (issue 5): RLN trained on synthetic "mixed" data vs classic RL.
 
 Part 1 — synthetic, unseen structures. RLN (Li et al., Nature Methods 2022) is trained only on
-``lucyd synth --kind mixed`` volumes blurred with a widefield Born–Wolf PSF, within a wall-time
-budget (default 14 min on the 2-core CPU), then evaluated on held-out synthetic volumes of
-kinds it never saw (tubules, granules) with the same PSF, against classic Richardson–Lucy at
-its best iteration count (searched over 5, 10, …, 100 per volume and per metric). Metrics:
-:func:`lucyd.metrics.evaluate` (percentile-normalised ground truth, affinely fitted
-prediction; PSNR and SSIM).
+``lucyd synth --kind mixed`` volumes (``--density``: their object-density range) blurred with
+a widefield Born–Wolf PSF, within a wall-time budget (default 14 min on the 2-core CPU), then
+evaluated on held-out synthetic volumes of kinds it never saw (tubules, granules) with the
+same PSF, against classic Richardson–Lucy at its best iteration count (searched over 5, 10,
+…, 100 per volume and per metric). Metrics: :func:`lucyd.metrics.evaluate`
+(percentile-normalised ground truth, affinely fitted prediction; PSNR and SSIM).
 
 Part 2 — real widefield DAPI. RLN trained on synthetic mixed volumes made with the measured
 Born–Wolf PSF ``PSF_dapi.tif`` (0.3/0.13/0.13 µm) is applied to ``dapi_001.tif``; figure raw /
@@ -16,6 +16,15 @@ FRC and decorrelation analysis, :func:`lucyd.metrics.resolution`) for each.
 Run::
 
     python benchmarks/quality_gate_rln.py [--work /tmp/lucyd_rln_gate] [--budget 840]
+
+The headline of part 1 (sparse and crowded training scenes, local SSIM in the loss)::
+
+    python benchmarks/quality_gate_rln.py --budget 840 --n-train 24 --shape 64,64,64 \
+        --patch 24,32,32 --batch 2 --parts 1 --density 0.01,0.3 --loss rln_local
+
+and part 2 with the reference recipe (a nucleus is a dense specimen)::
+
+    python benchmarks/quality_gate_rln.py --budget-dapi 420 --patch 24,32,32 --batch 2 --parts 2
 
 Results go to ``benchmarks/results/rln_gate.json`` and ``benchmarks/results/rln_*.png``; the
 summary table is in ``benchmarks/results/rln.md``. Stages are cached in ``--work`` (delete it
@@ -50,7 +59,27 @@ VOXEL = (0.2, 0.1, 0.1)
 PSF_SHAPE = (31, 63, 63)
 #: RLN schedule 0.015 · 0.95^(step / LR_DECAY_STEPS); the reference uses 600 over 10,000 steps,
 #: ``--lr-decay-steps`` compresses it to a short budget; VAL_PATCHES fixed validation patches
-TRAIN_OPTIONS = {"lr_decay_steps": 600, "val_patches": 4, "threads": 1}
+TRAIN_OPTIONS = {"lr_decay_steps": 600, "val_patches": 4, "threads": 1, "loss": "rln", "seed": 0}
+#: object-density range of the mixed training volumes (log-uniform per volume; 1,1 = the recipe)
+DENSITY = (1.0, 1.0)
+#: folder of the figures (that of ``--out``)
+FIGURES = RESULTS
+
+
+def _tag(patch, batch, budget) -> str:
+    """Cache-folder tag of a training run: every setting that changes the model."""
+    tag = f"{'x'.join(map(str, patch))}_b{batch}_t{int(budget)}"
+    if (TRAIN_OPTIONS["lr_decay_steps"], TRAIN_OPTIONS["val_patches"]) != (600, 4):
+        tag += f"_d{TRAIN_OPTIONS['lr_decay_steps']}_v{TRAIN_OPTIONS['val_patches']}"
+    if TRAIN_OPTIONS["loss"] != "rln":
+        tag += f"_{TRAIN_OPTIONS['loss']}"
+    if TRAIN_OPTIONS["seed"]:
+        tag += f"_seed{TRAIN_OPTIONS['seed']}"
+    return tag + _density_tag()
+
+
+def _density_tag() -> str:
+    return "" if DENSITY == (1.0, 1.0) else f"_dens{DENSITY[0]:g}-{DENSITY[1]:g}"
 
 
 def _load(path: Path) -> np.ndarray:
@@ -64,7 +93,8 @@ def make_sets(work: Path, n_train: int, shape: tuple[int, ...], n_test: int) -> 
     from lucyd.synth import SynthConfig, make_dataset
 
     common = dict(OPTICS, voxel_size=VOXEL, psf_shape=PSF_SHAPE, shape=shape)
-    sets = {"train": SynthConfig.build(kind="mixed", n=n_train, seed=1, **common)}
+    sets = {"train" + _density_tag(): SynthConfig.build(kind="mixed", n=n_train, seed=1, density=DENSITY,
+                                                         **common)}
     for k, kind in enumerate(("tubules", "granules")):
         sets[kind] = SynthConfig.build(kind=kind, n=n_test, seed=100 + k, **common)
     for name, cfg in sets.items():
@@ -74,9 +104,7 @@ def make_sets(work: Path, n_train: int, shape: tuple[int, ...], n_test: int) -> 
     return {name: str(work / name) for name in sets}
 
 
-def train_rln(
-    data: Path, model_dir: Path, budget_s: float, patch: tuple[int, ...], batch: int, seed: int = 0
-) -> dict:
+def train_rln(data: Path, model_dir: Path, budget_s: float, patch: tuple[int, ...], batch: int) -> dict:
     from lucyd.train import TrainConfig, train
 
     if (
@@ -91,9 +119,10 @@ def train_rln(
             val_interval=50,
             val_patches=TRAIN_OPTIONS["val_patches"],
             lr_decay_steps=TRAIN_OPTIONS["lr_decay_steps"],
+            loss=TRAIN_OPTIONS["loss"],
             val_fraction=0.1,
             time_limit_s=budget_s,
-            seed=seed,
+            seed=TRAIN_OPTIONS["seed"],
             device="cpu",
             # the reference network (Keras BN momentum 0.99); the trainer re-estimates the
             # batch-norm statistics exactly before every validation and checkpoint (precise BN)
@@ -146,14 +175,12 @@ def part1(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
 
     sets = make_sets(work, n_train, shape, n_test=2)
     t = time.perf_counter()
-    tag = f"{'x'.join(map(str, patch))}_b{batch}_t{int(budget)}"
-    if (TRAIN_OPTIONS["lr_decay_steps"], TRAIN_OPTIONS["val_patches"]) != (600, 4):
-        tag += f"_d{TRAIN_OPTIONS['lr_decay_steps']}_v{TRAIN_OPTIONS['val_patches']}"
-    model_dir = work / f"model_synth_{tag}"
-    summary = train_rln(Path(sets["train"]), model_dir, budget, patch, batch)
+    model_dir = work / f"model_synth_{_tag(patch, batch, budget)}"
+    train_dir = Path(sets["train" + _density_tag()])
+    summary = train_rln(train_dir, model_dir, budget, patch, batch)
     print(f"[train] {summary} ({time.perf_counter() - t:.0f} s)", flush=True)
     model = load_model(model_dir)
-    psf = _load(Path(sets["train"]) / "psf.tif")
+    psf = _load(train_dir / "psf.tif")
     rows = []
     for kind in ("tubules", "granules"):
         folder = Path(sets[kind])
@@ -193,7 +220,7 @@ def part1(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
                         "RLN": pred,
                         "ground truth": gt,
                     },
-                    RESULTS / "rln_synthetic_tubules.png",
+                    FIGURES / "rln_synthetic_tubules.png",
                     VOXEL,
                     "Unseen tubules (RLN trained on mixed structures only)",
                 )
@@ -218,6 +245,7 @@ def part1(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
             "voxel_size": VOXEL,
             "psf_shape": PSF_SHAPE,
             "n_train": n_train,
+            "density": DENSITY,
             "shape": shape,
             "patch": patch,
             "batch": batch,
@@ -254,15 +282,14 @@ def part2(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
         shape=shape,
         psf=str(psf_path),
         voxel_size=(0.3, 0.13, 0.13),
+        density=DENSITY,
     )
     t = time.perf_counter()
-    make_dataset(cfg, work / "dapi_train", workers=1, progress=False, device="cpu")
-    print(f"[data] dapi_train in {time.perf_counter() - t:.0f} s", flush=True)
-    tag = f"{'x'.join(map(str, patch))}_b{batch}_t{int(budget)}"
-    if (TRAIN_OPTIONS["lr_decay_steps"], TRAIN_OPTIONS["val_patches"]) != (600, 4):
-        tag += f"_d{TRAIN_OPTIONS['lr_decay_steps']}_v{TRAIN_OPTIONS['val_patches']}"
-    model_dir = work / f"model_dapi_{tag}"
-    summary = train_rln(work / "dapi_train", model_dir, budget, patch, batch)
+    train_dir = work / ("dapi_train" + _density_tag())
+    make_dataset(cfg, train_dir, workers=1, progress=False, device="cpu")
+    print(f"[data] {train_dir.name} in {time.perf_counter() - t:.0f} s", flush=True)
+    model_dir = work / f"model_dapi_{_tag(patch, batch, budget)}"
+    summary = train_rln(train_dir, model_dir, budget, patch, batch)
     print(f"[train] dapi {summary}", flush=True)
     model = load_model(model_dir)
     raw = np.asarray(read_image(img_path)[0], dtype=np.float32)
@@ -285,13 +312,13 @@ def part2(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
 
     save_panel_figure(
         shown,
-        RESULTS / "rln_dapi.png",
+        FIGURES / "rln_dapi.png",
         voxel_size=voxel,
         title="dapi_001: raw / RL / RLN (trained on synthetic data with PSF_dapi)",
         display_range=(0.0, 1.0),
         intensity_label="each panel: (v - p0.1) / (p99.9 - p0.1)",
     )
-    print(f"[figure] {RESULTS / 'rln_dapi.png'}", flush=True)
+    print(f"[figure] {FIGURES / 'rln_dapi.png'}", flush=True)
     res = {}
     for name, im in panels.items():
         res[name] = {}
@@ -313,6 +340,7 @@ def part2(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
         "settings": {
             **TRAIN_OPTIONS,
             "n_train": n_train,
+            "density": DENSITY,
             "shape": shape,
             "patch": patch,
             "batch": batch,
@@ -331,8 +359,14 @@ def main() -> None:
     ap.add_argument("--patch", default="32,32,32")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--parts", default="1,2")
+    ap.add_argument("--out", type=Path, default=RESULTS / "rln_gate.json", help="results JSON")
     ap.add_argument("--lr-decay-steps", type=int, default=600)
     ap.add_argument("--val-patches", type=int, default=4)
+    ap.add_argument("--loss", default="rln", help="training loss (rln: the reference; rln_local: "
+                    "its SSIM term over local windows)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--density", default="1,1",
+                    help="object-density range lo,hi of the mixed training volumes (lucyd synth --density)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1: on the shared 2-core machine a 3D RLN step took "
                          "0.6 s with 1 thread and 3.3 s with 2)")
@@ -340,11 +374,15 @@ def main() -> None:
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
     torch.set_num_threads(args.threads)
     TRAIN_OPTIONS.update(lr_decay_steps=args.lr_decay_steps, val_patches=args.val_patches,
-                         threads=args.threads)
+                         threads=args.threads, loss=args.loss, seed=args.seed)
+    global DENSITY, FIGURES
+    FIGURES = args.out.parent
+    lo_hi = tuple(float(v) for v in args.density.split(","))
+    DENSITY = lo_hi * 2 if len(lo_hi) == 1 else lo_hi
     shape = tuple(int(v) for v in args.shape.split(","))
     patch = tuple(int(v) for v in args.patch.split(","))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path = RESULTS / "rln_gate.json"
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    out_path = args.out
     report = json.loads(out_path.read_text()) if out_path.exists() else {}
     report["machine"] = {
         "cpu_count": os.cpu_count(),

@@ -111,6 +111,26 @@ def test_counts_scale_with_volume():
                                     **zero)) == 2
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_density_scales_every_object_count(kind):
+    """density multiplies each count parameter, given or default, and nothing else."""
+    from lucyd.synth.phantoms import COUNT_PARAMS
+
+    defaults = phantom_parameters(kind)
+    given = {COUNT_PARAMS[kind][0]: 2 * defaults[COUNT_PARAMS[kind][0]]}
+    scaled = {k: given.get(k, defaults[k]) * 0.5 for k in COUNT_PARAMS[kind]}
+    np.testing.assert_array_equal(phantom(kind, (32, 40, 40), seed=3, density=0.5, **given),
+                                  phantom(kind, (32, 40, 40), seed=3, **scaled))
+    assert set(COUNT_PARAMS[kind]) <= set(defaults)
+
+
+def test_density_sparse_and_crowded_scenes():
+    fg = [np.mean(phantom("mixed", (64, 64, 64), seed=1, density=d) > 31) for d in (0.05, 1, 2)]
+    assert fg[0] < fg[1] / 4 and fg[2] > fg[1]  # fewer / more objects
+    with pytest.raises(InputError, match="density"):
+        phantom("mixed", (16, 16, 16), density=0)
+
+
 def test_wlc_persistence_length():
     lp, step = 20.0, 0.5
     rng = np.random.default_rng(0)
@@ -365,6 +385,37 @@ def test_resume_keeps_pairs_and_regenerates_missing(tmp_path, psf_file):
     assert len(load_pairs(out)) == 2
 
 
+def test_dataset_density_range_per_pair(tmp_path, psf_file):
+    """Each pair draws its density log-uniformly from its own generator, before the phantom."""
+    cfg = _config(psf_file, n=6, density=(0.05, 2.0), phantom_params={})
+    out = make_dataset(cfg, tmp_path / "d", workers=1)
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["config"]["density"] == [0.05, 2.0]
+    densities = []
+    for f in info["files"]:
+        rng = np.random.default_rng(f["seed"])
+        d = float(np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
+        densities.append(d)
+        expect = phantom(cfg.kind, cfg.shape, seed=rng, background=cfg.background, density=d)
+        np.testing.assert_array_equal(read_image(out / "gt" / f"{f['name']}.tif")[0], expect)
+    assert min(densities) >= 0.05 and max(densities) <= 2.0 and len(set(densities)) == 6
+    # a fixed density draws nothing: the same data as a set made without the option
+    fixed = make_dataset(_config(psf_file, density=1.0), tmp_path / "fixed", workers=1)
+    plain = make_dataset(_config(psf_file), tmp_path / "plain", workers=1)
+    np.testing.assert_array_equal(read_image(fixed / "raw" / "0000.tif")[0],
+                                  read_image(plain / "raw" / "0000.tif")[0])
+    # a manifest written before the option existed resumes as density 1
+    manifest = json.loads((plain / "dataset.json").read_text())
+    del manifest["config"]["density"]
+    (plain / "dataset.json").write_text(json.dumps(manifest))
+    make_dataset(_config(psf_file), plain, workers=1)
+    with pytest.raises(InputError, match="density"):
+        make_dataset(_config(psf_file, density=0.5), plain, workers=1)
+    for bad in ((1.0, 0.5), 0, (0.1, 0.2, 0.3)):
+        with pytest.raises(InputError, match="density"):
+            _config(psf_file, density=bad)
+
+
 def test_dataset_tasks_and_2d(tmp_path, psf_file):
     iso = make_dataset(SynthConfig.build(task="isotropic", kind="mixed", n=1, shape=(32, 32, 32),
                                          z_factor=4, voxel_size=(0.1, 0.1, 0.1)),
@@ -466,3 +517,9 @@ def test_cli_synth(tmp_path, psf_file):
     assert result.exit_code == 2 and "error:" in result.output and "photons" in result.output
     result = CliRunner().invoke(app, ["synth", "--shape", "8,a", "-o", str(out)])
     assert result.exit_code == 2 and "--shape" in result.output
+    dense = tmp_path / "dense"
+    result = CliRunner().invoke(app, args[:-2] + ["--density", "0.1,1", "-o", str(dense)])
+    assert result.exit_code == 0, result.output
+    assert SynthConfig.load(dense / "dataset.json").density == (0.1, 1.0)
+    result = CliRunner().invoke(app, args[:-2] + ["--density", "1,0.1", "-o", str(dense)])
+    assert result.exit_code == 2 and "density" in result.output

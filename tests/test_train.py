@@ -128,6 +128,33 @@ def test_rln_loss_equals_formula():
     assert pred is out
 
 
+def test_rln_local_loss_uses_windowed_ssim():
+    """rln_local = rln's mse terms − log((1 + SSIM)/2), SSIM the mean of the Gaussian-window map
+    (checked against scikit-image's gaussian-weighted SSIM, population covariance)."""
+    skm = pytest.importorskip("skimage.metrics")
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 1, 12, 14, 13, generator=g), torch.rand(2, 1, 12, 14, 13, generator=g)
+    out, t2 = torch.rand(2, 1, 12, 14, 13, generator=g), torch.rand(2, 1, 12, 14, 13, generator=g)
+    loss, pred = get_loss("rln_local")(_Fixed(out, t2), x, y)
+    ssim = np.mean([
+        skm.structural_similarity(out[b, 0].double().numpy(), y[b, 0].double().numpy(), data_range=1.0,
+                                  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        for b in range(2)
+    ])
+    expect = ((out - y) ** 2).mean() + 0.1 * ((t2 - (0.8 * y + 0.2 * x)) ** 2).mean()
+    expect = float(expect) - math.log((1 + ssim) / 2)
+    assert math.isclose(float(loss), expect, rel_tol=1e-4)
+    assert pred is out
+    # faint texture on an empty background: the global term hardly sees it next to the
+    # structure's variance, the local one does (the windows of the empty half)
+    gt = torch.zeros(1, 1, 16, 16, 32)
+    gt[..., :16] = torch.rand(1, 1, 16, 16, 16, generator=g)
+    speckle = gt + 0.05 * (torch.rand(1, 1, 16, 16, 32, generator=g) - 0.5)
+    cost = {name: float(get_loss(name)(_Fixed(speckle, gt), gt, gt)[0] - get_loss(name)(_Fixed(gt, gt), gt, gt)[0])
+            for name in ("rln", "rln_local")}
+    assert cost["rln_local"] > 10 * cost["rln"] > 0
+
+
 def test_laplace_mae_mse_losses():
     y = torch.zeros(1, 1, 2, 2)
     mu = torch.full((1, 1, 2, 2), 0.5)
@@ -315,6 +342,18 @@ def test_bad_training_input(tmp_path, data2d):
         train(_cfg(model="nope"), data2d, tmp_path / "m")
     with pytest.raises(InputError, match="2D"):
         train(_cfg(patch=(8, 8, 8)), data2d, tmp_path / "m")
+    with pytest.raises(InputError, match="at least 11 px"):
+        train(_cfg(patch=(10, 16), loss="rln_local"), data2d, tmp_path / "m")
+
+
+def test_train_with_local_ssim_loss(data2d, tmp_path):
+    """rln_local trains like rln: same network, same model folder, finite validation losses."""
+    out = train(_cfg(loss="rln_local", steps=6, val_interval=3), data2d, tmp_path / "m")
+    assert TrainConfig.load(out / "config.json").loss == "rln_local"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in log if r["kind"] == "val"]
+    assert len(vals) == 2 and all(np.isfinite(r["val_loss"]) for r in vals)
+    assert load_model(out).predict(read_image(data2d / "raw" / "0000.tif")[0]).shape == (48, 48)
 
 
 # ------------------------------------------------------------------ model folders

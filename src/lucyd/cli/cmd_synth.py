@@ -62,6 +62,9 @@ def synth(
     perlin_scale: float = typer.Option(32.0, help="Size of the smooth background's blotches, px."),
     param: list[str] | None = typer.Option(
         None, "--param", help="Phantom parameter KEY=VALUE (repeatable), e.g. n_spheres=50."),
+    density: str = typer.Option(
+        "1", help="Object-density factor, or a range lo,hi drawn log-uniformly per pair "
+                  "(e.g. 0.01,1 mixes sparse and crowded scenes)."),
     seed: int = typer.Option(0, help="Base random seed."),
     workers: int | None = typer.Option(None, help="Parallel processes (default: CPU count)."),
     overwrite: bool = typer.Option(False, help="Replace an existing dataset in the folder."),
@@ -83,6 +86,7 @@ def synth(
         psf_shape=parse_int_tuple(psf_shape, "--psf-shape") if psf_shape else None,
         voxel_size=parse_float_tuple(voxel_size, "--voxel-size") if voxel_size else None,
         phantom_params=_parse_params(param),
+        density=parse_float_tuple(density, "--density"),
         perlin={"amplitude": perlin, "scale": perlin_scale} if perlin > 0 else None,
     )
     if psf is not None and not psf.exists():

@@ -26,7 +26,7 @@ def train_cmd(
         None, help="Patches per step (default: the network's, RLN 4)."
     ),
     lr: float | None = typer.Option(None, help="Initial learning rate (RLN: 0.015)."),
-    loss: str | None = typer.Option(None, help="Loss name (rln, mae, mse, laplace_nll, ddn)."),
+    loss: str | None = typer.Option(None, help="Loss name (rln, rln_local, mae, mse, laplace_nll, ddn)."),
     percentiles: str | None = typer.Option(
         None, help="Normalisation percentiles p_lo,p_hi (RLN: 0.01,99.5)."
     ),

@@ -81,6 +81,12 @@ class SynthConfig(JobConfig):
         µm per pixel, same order as ``shape``; default: the PSF file's, else 0.1 µm.
     phantom_params : dict
         Kind-specific phantom parameters (``lucyd.synth.phantom_parameters(kind)``).
+    density : (float, float)
+        Range of the object-density factor (:func:`lucyd.synth.phantom`'s ``density``): pair
+        ``i`` draws its own factor log-uniformly from ``[lo, hi]`` (a single number: every pair
+        the same). A wide range such as ``(0.01, 1)`` mixes sparse and crowded scenes, so that
+        a network also learns to keep empty background flat where out-of-focus haze and noise
+        dominate its normalised input (sparse specimens, e.g. filaments or vesicles).
     perlin : dict or None
         Smooth background options (``amplitude``, ``scale``, ``octaves``, ``persistence``).
     """
@@ -105,7 +111,19 @@ class SynthConfig(JobConfig):
     psf_shape: tuple[int, ...] | None = None
     voxel_size: tuple[float, ...] | None = None
     phantom_params: dict[str, Any] = Field(default_factory=dict)
+    density: tuple[float, float] = (1.0, 1.0)
     perlin: dict[str, float] | None = None
+
+    @field_validator("density", mode="before")
+    @classmethod
+    def _density(cls, v):
+        values = (v, v) if isinstance(v, int | float) else tuple(v)
+        values = values * 2 if len(values) == 1 else values
+        if len(values) != 2 or not all(isinstance(x, int | float) and 0 < x < float("inf") for x in values):
+            raise ValueError(f"expected one positive number or a range (lo, hi), got {v!r}")
+        if values[0] > values[1]:
+            raise ValueError(f"expected lo <= hi, got {v!r}")
+        return values
 
     @field_validator("shape")
     @classmethod
@@ -217,8 +235,11 @@ def make_pair(config: SynthConfig, file_seed: int, psf: np.ndarray | None = None
     :func:`make_dataset` exactly (phantom and noise drawn from one generator, in that order).
     """
     rng = np.random.default_rng(file_seed)
+    lo, hi = config.density
+    # drawn only for a range, so that fixed-density sets keep their random streams
+    density = lo if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     gt = phantom(config.kind, config.shape, seed=rng, background=config.background,
-                 perlin=config.perlin, **config.phantom_params)
+                 perlin=config.perlin, density=density, **config.phantom_params)
     if config.task == "isotropic":
         # the PSF of an isotropic set is the (anisotropic) acquisition PSF; target = gt
         return degrade(gt, "isotropic", axial_psf=psf, photons=config.photons,
@@ -308,6 +329,8 @@ def _check_resume(out_dir: Path, config: SynthConfig) -> None:
         raise FileFormatError(f"{manifest}: unreadable dataset description; "
                               "use overwrite to regenerate the folder") from None
     new = config.model_dump(mode="json")
+    # a setting missing from an older manifest had its default value then
+    old = {**type(config).model_construct().model_dump(mode="json"), **old}
     diffs = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
              if k != "n" and old.get(k) != new[k]]
     diffs += [f"{k}: unknown" for k in old if k not in new]

@@ -516,6 +516,14 @@ def _defaults(func) -> dict:
 
 _PARAMS = {k: _defaults(f) for k, f in _GENERATORS.items()}
 
+#: the object-count parameters of each kind, scaled together by ``phantom(..., density=)``
+COUNT_PARAMS = {
+    "mixed": ("n_spheres", "n_shells", "n_dots", "n_lines", "n_planes", "n_boxes"),
+    "tubules": ("n_tubules",),
+    "granules": ("n_clusters", "n_isolated"),
+    "nuclei": ("n_nuclei",),
+}
+
 
 def phantom_parameters(kind: str) -> dict:
     """The parameters of phantom ``kind`` with their default values."""
@@ -525,7 +533,7 @@ def phantom_parameters(kind: str) -> dict:
 
 
 def phantom(kind: str, shape, *, seed: Seed = None, background: float = 30.0,
-            perlin: dict | bool | None = None, **params) -> np.ndarray:
+            perlin: dict | bool | None = None, density: float = 1.0, **params) -> np.ndarray:
     """Generate a synthetic ground-truth image.
 
     Parameters
@@ -544,6 +552,10 @@ def phantom(kind: str, shape, *, seed: Seed = None, background: float = 30.0,
         ``amplitude`` (phantom units, default 50: the field spans [0, amplitude]),
         ``scale`` (px, default 32), ``octaves`` (default 3) and ``persistence`` (default 0.5);
         see :func:`smooth_noise`.
+    density : float
+        Factor (> 0) on every object count of the kind (:data:`COUNT_PARAMS`), given or
+        default: 0.05 makes a sparse scene, 2 a crowded one. With ``scale_counts`` (the
+        default) each object type keeps at least one instance.
     **params
         Kind-specific parameters (lengths in px, counts per 128^3 unless
         ``scale_counts=False``, intensities in phantom units):
@@ -582,6 +594,11 @@ def phantom(kind: str, shape, *, seed: Seed = None, background: float = 30.0,
         raise InputError(f"kind: unknown phantom kind {kind!r}; choose one of {', '.join(KINDS)}")
     shp = _check_shape(shape)
     bg = _positive(background, "background", allow_zero=True)
+    density = _positive(density, "density")
+    if density != 1.0:
+        params = dict(params)
+        for key in COUNT_PARAMS[kind]:
+            params[key] = _count(params.get(key, _PARAMS[kind][key]), key) * density
     rng = _rng(seed)
     if kind == "mixed":
         vol, sigma, size = _mixed(shp, rng, **params)

@@ -21,6 +21,16 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, t
 #: registered losses by name
 LOSSES: dict[str, LossFn] = {}
 
+#: smallest patch side (px, every axis) a loss can work on: local-SSIM windows need 11
+MIN_PATCH_SIDE: dict[str, int] = {"rln_local": 11}
+
+
+def check_loss_patch(name: str, patch: tuple[int, ...]) -> None:
+    """:class:`InputError` when ``patch`` is too small for loss ``name`` (see :data:`MIN_PATCH_SIDE`)."""
+    side = MIN_PATCH_SIDE.get(str(name).lower(), 1)
+    if min(patch) < side:
+        raise InputError(f"patch: loss {name!r} needs at least {side} px along every axis, got {tuple(patch)}")
+
 
 def register_loss(name: str):
     """Decorator adding ``fn(net, x, y) -> (loss, prediction)`` to :data:`LOSSES`."""
@@ -96,6 +106,14 @@ def _single_channel(out: torch.Tensor, name: str) -> torch.Tensor:
     return out
 
 
+def _rln_terms(net: nn.Module, x: torch.Tensor, y: torch.Tensor, ssim_fn) -> tuple[torch.Tensor, torch.Tensor]:
+    out, t2 = net(x, return_intermediate=True)
+    mse = torch.mean((out - y) ** 2)
+    mse2 = torch.mean((t2 - (0.8 * y + 0.2 * x)) ** 2)
+    ssim = ssim_fn(out, y)
+    return mse + 0.1 * mse2 - torch.log((1.0 + ssim) / 2.0), out
+
+
 @register_loss("rln")
 def rln_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """RLN's loss (Li et al., Nature Methods 2022).
@@ -104,11 +122,21 @@ def rln_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     computed globally over each patch (C1 = 1e-4, C2 = 9e-4) and ``t2 = x · BP1`` the
     network's intermediate estimate before its batch norm.
     """
-    out, t2 = net(x, return_intermediate=True)
-    mse = torch.mean((out - y) ** 2)
-    mse2 = torch.mean((t2 - (0.8 * y + 0.2 * x)) ** 2)
-    ssim = _global_ssim(out, y)
-    return mse + 0.1 * mse2 - torch.log((1.0 + ssim) / 2.0), out
+    return _rln_terms(net, x, y, _global_ssim)
+
+
+@register_loss("rln_local")
+def rln_local_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """RLN's loss with the SSIM term over local Gaussian windows (σ 1.5 px, 11 taps).
+
+    As :func:`rln_loss`, but SSIM is the mean of the local SSIM map (Wang et al., 2004) instead
+    of one SSIM over the whole patch. The global term barely penalises faint texture in empty
+    background; the local one does, which is what the usual (windowed) SSIM metric measures.
+    Patches need at least 11 px along every axis.
+    """
+    from lucyd.metrics.torch_ssim import ssim_torch
+
+    return _rln_terms(net, x, y, ssim_torch)
 
 
 @register_loss("mse")

@@ -43,7 +43,7 @@ from lucyd.train.data import (
     prepare_images,
     split_validation,
 )
-from lucyd.train.losses import get_loss
+from lucyd.train.losses import check_loss_patch, get_loss
 from lucyd.train.model import FORMAT_VERSION, MODEL_FORMAT, receptive_radius
 
 #: version of the checkpoint dictionaries in best.pt / last.pt
@@ -337,6 +337,7 @@ def train(
     min_shape = tuple(int(min(p.raw.shape[a] for p in pairs)) for a in range(ndim))
     cfg = config.resolved(ndim, min_shape) if not resume else config
     get_loss(cfg.loss)
+    check_loss_patch(cfg.loss, cfg.patch)
     multiple = int(getattr(cls, "size_multiple", 1))
     images = prepare_images(pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt)
     del pairs
