@@ -5,7 +5,7 @@
   ``log.jsonl``, ``loss.png``).
 * :func:`load_model` → :class:`RestorationModel` with ``.predict(array, tile_shape=...)``, and
   :func:`predict_file` for out-of-core Zarr / TIFF inputs.
-* :data:`LOSSES` / :func:`register_loss` — the loss registry (``rln``, ``mae``, ``mse``,
+* :data:`LOSSES` / :func:`register_loss` — the loss registry (``rln``, ``rln_local``, ``mae``, ``mse``,
   ``laplace_nll``, ``ddn``).
 """
 

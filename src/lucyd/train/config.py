@@ -118,7 +118,7 @@ class TrainConfig(JobConfig):
     lr_decay, lr_decay_steps : float, int or None
         Schedule parameters (RLN: 0.95 per 600 steps).
     loss : str or None
-        Loss name in :data:`lucyd.train.losses.LOSSES` (``rln``, ``mae``, ``mse``,
+        Loss name in :data:`lucyd.train.losses.LOSSES` (``rln``, ``rln_local``, ``mae``, ``mse``,
         ``laplace_nll``, ...); None: the network's, or ``laplace_nll`` when
         ``net_kwargs["probabilistic"]`` is true.
     norm_percentiles : (float, float) or None
