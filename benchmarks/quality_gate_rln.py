@@ -78,6 +78,12 @@ def _tag(patch, batch, budget) -> str:
     return tag + _density_tag()
 
 
+def _settings(n_train: int, shape, patch, batch: int, budget: float) -> dict:
+    """What a part's training was run with, for the results JSON."""
+    return {**TRAIN_OPTIONS, "n_train": n_train, "density": DENSITY, "shape": shape, "patch": patch,
+            "batch": batch, "budget_s": budget}
+
+
 def _density_tag() -> str:
     return "" if DENSITY == (1.0, 1.0) else f"_dens{DENSITY[0]:g}-{DENSITY[1]:g}"
 
@@ -240,16 +246,10 @@ def part1(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
             mean["rln_psnr"] > mean["rl_best_psnr"] and mean["rln_ssim"] > mean["rl_best_ssim"]
         ),
         "settings": {
-            **TRAIN_OPTIONS,
+            **_settings(n_train, shape, patch, batch, budget),
             "optics": OPTICS,
             "voxel_size": VOXEL,
             "psf_shape": PSF_SHAPE,
-            "n_train": n_train,
-            "density": DENSITY,
-            "shape": shape,
-            "patch": patch,
-            "batch": batch,
-            "budget_s": budget,
         },
     }
 
@@ -337,15 +337,7 @@ def part2(work: Path, budget: float, n_train: int, shape, patch, batch) -> dict:
         "resolution": res,
         "rln_time_s": t_rln,
         "rl20_time_s": t_rl,
-        "settings": {
-            **TRAIN_OPTIONS,
-            "n_train": n_train,
-            "density": DENSITY,
-            "shape": shape,
-            "patch": patch,
-            "batch": batch,
-            "budget_s": budget,
-        },
+        "settings": _settings(n_train, shape, patch, batch, budget),
     }
 
 

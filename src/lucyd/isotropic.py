@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from lucyd.errors import InputError
+from lucyd.validation import as_number
 
 #: the fusion rules of the XZ and YZ restorations
 FUSIONS = ("geometric", "mean")
@@ -51,14 +52,8 @@ def isotropic_voxel_size(voxel_size, z_factor: float) -> tuple[float, float, flo
 
 
 def _check_factor(z_factor) -> float:
-    try:
-        f = float(z_factor)
-    except (TypeError, ValueError):
-        raise InputError(f"z_factor: expected a number, got {z_factor!r}") from None
-    if not math.isfinite(f) or f < 1.0:
-        raise InputError(f"z_factor: must be finite and >= 1 (the axial / lateral sampling "
-                         f"ratio), got {z_factor!r}")
-    return f
+    return as_number(z_factor, "z_factor", minimum=1.0,
+                     requirement="finite and >= 1 (the axial / lateral sampling ratio)")
 
 
 def _check_stack(stack) -> np.ndarray:

@@ -8,6 +8,7 @@ as a silently wrong answer).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -122,6 +123,30 @@ def as_voxel_size(voxel_size, ndim: int, name: str = "voxel_size") -> tuple[floa
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise InputError(f"{name}: values must be positive and finite, got {tuple(values)}")
     return tuple(float(v) for v in values)
+
+
+def as_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
+              requirement: str | None = None) -> float:
+    """A finite float, at least ``minimum`` (above it with ``strict``), or InputError naming ``name``.
+
+    ``requirement`` replaces the generated wording of the error ("finite and >= 1").
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v) or (minimum is not None and (v < minimum or (strict and v == minimum))):
+        if requirement is None:
+            bound = "" if minimum is None else f" and {'>' if strict else '>='} {minimum:g}"
+            requirement = f"finite{bound}"
+        raise InputError(f"{name}: must be {requirement}, got {value!r}")
+    return v
+
+
+def positive(value, name: str, *, allow_zero: bool = False) -> float:
+    """A finite positive (or, with ``allow_zero``, non-negative) float, or InputError."""
+    what = "non-negative" if allow_zero else "positive"
+    return as_number(value, name, minimum=0.0, strict=not allow_zero, requirement=f"finite and {what}")
 
 
 def parse_int_tuple(text: str, name: str) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import sparse, special
 
 from lucyd.errors import InputError
-from lucyd.validation import as_voxel_size
+from lucyd.validation import as_voxel_size, positive
 
 
 def check_shape(shape: Sequence[int] | int, name: str = "shape") -> tuple[int, ...]:
@@ -51,18 +51,6 @@ def check_voxel(voxel_size, ndim: int) -> tuple[float, ...]:
     if voxel_size is None:
         raise InputError("voxel_size: required (µm per voxel, same order as shape)")
     return as_voxel_size(voxel_size, ndim)
-
-
-def positive(value, name: str, *, allow_zero: bool = False) -> float:
-    """A finite positive (or non-negative) float, or InputError."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        what = "non-negative" if allow_zero else "positive"
-        raise InputError(f"{name}: must be finite and {what}, got {value!r}")
-    return v
 
 
 def check_optics(na, wavelength, ni) -> tuple[float, float, float]:

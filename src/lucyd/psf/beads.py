@@ -18,7 +18,7 @@ from scipy import ndimage
 from lucyd.errors import InputError
 from lucyd.psf._common import check_shape
 from lucyd.psf.measure import fwhm
-from lucyd.validation import as_image, as_voxel_size
+from lucyd.validation import as_image, as_number, as_voxel_size
 
 __all__ = ["BeadReport", "from_beads"]
 
@@ -44,16 +44,6 @@ def _as_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise InputError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _as_float(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise InputError(f"{name}: must be finite, got {value!r}")
-    return v
 
 
 def _robust_noise(values: np.ndarray) -> float:
@@ -199,10 +189,10 @@ def from_beads(
     if voxel_size is not None:
         as_voxel_size(voxel_size, arr.ndim)
     min_distance = _as_int(min_distance, "min_distance", 1)
-    threshold = _as_float(threshold, "threshold")
+    threshold = as_number(threshold, "threshold")
     if not 0.0 <= threshold < 1.0:
         raise InputError(f"threshold: expected a fraction in [0, 1), got {threshold!r}")
-    smooth = _as_float(smooth, "smooth")
+    smooth = as_number(smooth, "smooth")
     if smooth < 0:
         raise InputError(f"smooth: expected a non-negative sigma in pixels, got {smooth!r}")
     if max_beads is not None:

@@ -27,20 +27,9 @@ import numpy as np
 from lucyd.errors import InputError
 from lucyd.forward import camera_noise, convolve
 from lucyd.synth.phantoms import Seed, _rng
-from lucyd.validation import as_image
+from lucyd.validation import as_image, as_number
 
 TASKS = ("deconvolution", "denoising", "isotropic")
-
-
-def _number(value, name: str, *, minimum: float = 0.0, strict: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number, got {value!r}") from None
-    if not np.isfinite(v) or v < minimum or (strict and v == minimum):
-        rel = ">" if strict else ">="
-        raise InputError(f"{name}: must be finite and {rel} {minimum:g}, got {value!r}")
-    return v
 
 
 def gaussian_axial_psf(sigma: float, ndim: int) -> np.ndarray:
@@ -155,10 +144,10 @@ def degrade(
         raise InputError(f"task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
     img = as_image(gt, name="gt", dtype=np.float32)
     rng = _rng(seed)
-    read_noise = _number(read_noise, "read_noise", strict=False)
-    background = _number(background, "background", strict=False)
+    read_noise = as_number(read_noise, "read_noise", minimum=0.0)
+    background = as_number(background, "background", minimum=0.0)
     if photons is not None:
-        photons = _number(photons, "photons")
+        photons = as_number(photons, "photons", minimum=0.0, strict=True)
 
     if task == "deconvolution":
         if psf is None:
@@ -171,7 +160,7 @@ def degrade(
         return raw, img.copy()
 
     if task == "denoising":
-        low = photons if low_photons is None else _number(low_photons, "low_photons")
+        low = photons if low_photons is None else as_number(low_photons, "low_photons", minimum=0.0, strict=True)
         if low is None:
             raise InputError("low_photons: the denoising task needs a photon count (photons or "
                              "low_photons)")
@@ -181,7 +170,7 @@ def degrade(
         if high_photons is None:
             target = (low * np.clip(blurred, 0, None) + background).astype(np.float32)
         else:
-            high = _number(high_photons, "high_photons")
+            high = as_number(high_photons, "high_photons", minimum=0.0, strict=True)
             if high <= low:
                 raise InputError(f"high_photons: must exceed the input's photon count {low:g}, "
                                  f"got {high:g}")
@@ -191,7 +180,7 @@ def degrade(
         return raw, target
 
     # isotropic
-    factor = _number(z_factor, "z_factor", minimum=1.0, strict=False)
+    factor = as_number(z_factor, "z_factor", minimum=1.0)
     n = img.shape[0]
     if n < 2 * factor:
         raise InputError(f"z_factor: {factor:g} leaves fewer than 2 planes along axis 0 "
@@ -200,7 +189,7 @@ def degrade(
     if axial_psf is not None:
         aniso = convolve(img, axial_psf, boundary="reflect", device=device)
     else:
-        sigma = factor / 2 if axial_sigma is None else _number(axial_sigma, "axial_sigma")
+        sigma = factor / 2 if axial_sigma is None else as_number(axial_sigma, "axial_sigma", minimum=0.0, strict=True)
         aniso = convolve(target, gaussian_axial_psf(sigma, img.ndim), boundary="reflect",
                          device=device)
     planes = subsample_axis0(aniso, factor)

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lucyd.errors import InputError
+from lucyd.validation import positive
 
 KINDS = ("mixed", "tubules", "granules", "nuclei")
 
@@ -98,17 +99,6 @@ def _count(value, name: str) -> float:
     if isinstance(value, bool) or not np.isfinite(value) or value < 0:
         raise InputError(f"{name}: expected a non-negative number, got {value!r}")
     return float(value)
-
-
-def _positive(value, name: str, *, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        what = "non-negative" if allow_zero else "positive"
-        raise InputError(f"{name}: must be {what}, got {value!r}")
-    return v
 
 
 def count_scale(shape: tuple[int, ...]) -> float:
@@ -187,10 +177,10 @@ def smooth_noise(shape, rng: np.random.Generator, *, scale: float = 32.0, octave
     ndarray, float32, values in [0, 1].
     """
     shape = tuple(int(s) for s in shape)
-    scale = _positive(scale, "perlin.scale")
+    scale = positive(scale, "perlin.scale")
     if isinstance(octaves, bool) or int(octaves) != octaves or octaves < 1 or octaves > 12:
         raise InputError(f"perlin.octaves: expected an integer in 1..12, got {octaves!r}")
-    persistence = _positive(persistence, "perlin.persistence")
+    persistence = positive(persistence, "perlin.persistence")
     out = np.zeros(shape, dtype=np.float32)
     total = 0.0
     for k in range(int(octaves)):
@@ -233,7 +223,7 @@ def _mixed(shape, rng, *, n_spheres=100, sphere_radius=(4, 7), n_shells=100, she
     dot = int(_range(dot_size, "dot_size", integer=True)[0])
     lw = int(_range(line_width, "line_width", integer=True)[0])
     pt = int(_range(plane_thickness, "plane_thickness", integer=True)[0])
-    sigma = _positive(smooth_sigma, "smooth_sigma", allow_zero=True)
+    sigma = positive(smooth_sigma, "smooth_sigma", allow_zero=True)
     size = int(_range(smooth_size, "smooth_size", integer=True)[0])
     counts = {k: _n(_count(v, k), shape, scale_counts) for k, v in (
         ("n_spheres", n_spheres), ("n_shells", n_shells), ("n_dots", n_dots),
@@ -371,14 +361,14 @@ def _tubules(shape, rng, *, n_tubules=20, persistence=40.0, length=None, width=0
              intensity=(50, 850), step=0.5, scale_counts=True, **unknown):
     _no_unknown("tubules", unknown)
     ndim = len(shape)
-    lp = _positive(persistence, "persistence")
-    w = _positive(width, "width")
-    ds = _positive(step, "step")
+    lp = positive(persistence, "persistence")
+    w = positive(width, "width")
+    ds = positive(step, "step")
     if ds > 1.0:
         raise InputError(f"step: must be <= 1 px so that filaments are continuous, got {step!r}")
     i_lo, i_hi = _range(intensity, "intensity", positive=False)
     n = _n(_count(n_tubules, "n_tubules"), shape, scale_counts)
-    total = 2.0 * max(shape) if length is None else _positive(length, "length")
+    total = 2.0 * max(shape) if length is None else positive(length, "length")
     vol = np.zeros(shape, dtype=np.float32)
     if n == 0:
         return vol
@@ -419,7 +409,7 @@ def _granules(shape, rng, *, n_clusters=10, per_cluster=15, cluster_spread=6.0, 
     shp = np.asarray(shape, dtype=float)
     r_lo, r_hi = _range(radius, "radius")
     i_lo, i_hi = _range(intensity, "intensity", positive=False)
-    spread = _positive(cluster_spread, "cluster_spread", allow_zero=True)
+    spread = positive(cluster_spread, "cluster_spread", allow_zero=True)
     mean_per = _count(per_cluster, "per_cluster")
     nc = _n(_count(n_clusters, "n_clusters"), shape, scale_counts)
     ni = _n(_count(n_isolated, "n_isolated"), shape, scale_counts)
@@ -442,14 +432,14 @@ def _nuclei(shape, rng, *, n_nuclei=6, radius=(12, 24), z_scale=1.0, intensity=(
     shp = np.asarray(shape, dtype=float)
     r_lo, r_hi = _range(radius, "radius")
     i_lo, i_hi = _range(intensity, "intensity", positive=False)
-    amp = _positive(texture, "texture", allow_zero=True)
-    tscale = _positive(texture_scale, "texture_scale")
-    rough = _positive(roughness, "roughness", allow_zero=True)
-    edge = _positive(edge_width, "edge_width")
-    zs = _positive(z_scale, "z_scale")
+    amp = positive(texture, "texture", allow_zero=True)
+    tscale = positive(texture_scale, "texture_scale")
+    rough = positive(roughness, "roughness", allow_zero=True)
+    edge = positive(edge_width, "edge_width")
+    zs = positive(z_scale, "z_scale")
     nn_lo, nn_hi = _range(n_nucleoli, "n_nucleoli", positive=False, integer=True)
     nr_lo, nr_hi = _range(nucleolus_radius, "nucleolus_radius")
-    level = _positive(nucleolus_level, "nucleolus_level", allow_zero=True)
+    level = positive(nucleolus_level, "nucleolus_level", allow_zero=True)
     n = _n(_count(n_nuclei, "n_nuclei"), shape, scale_counts)
     vol = np.zeros(shape, dtype=np.float32)
     if n == 0:
@@ -593,8 +583,8 @@ def phantom(kind: str, shape, *, seed: Seed = None, background: float = 30.0,
     if kind not in _GENERATORS:
         raise InputError(f"kind: unknown phantom kind {kind!r}; choose one of {', '.join(KINDS)}")
     shp = _check_shape(shape)
-    bg = _positive(background, "background", allow_zero=True)
-    density = _positive(density, "density")
+    bg = positive(background, "background", allow_zero=True)
+    density = positive(density, "density")
     if density != 1.0:
         params = dict(params)
         for key in COUNT_PARAMS[kind]:
@@ -612,7 +602,7 @@ def phantom(kind: str, shape, *, seed: Seed = None, background: float = 30.0,
         vol += np.float32(bg)
     if perlin is not None and perlin is not False:
         opts = {} if perlin is True else dict(perlin)
-        amplitude = _positive(opts.pop("amplitude", 50.0), "perlin.amplitude", allow_zero=True)
+        amplitude = positive(opts.pop("amplitude", 50.0), "perlin.amplitude", allow_zero=True)
         unknown = set(opts) - {"scale", "octaves", "persistence"}
         if unknown:
             raise InputError(

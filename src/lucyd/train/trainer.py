@@ -356,40 +356,26 @@ def train(
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = _make_scheduler(cfg, optimizer)
     loss_fn = get_loss(cfg.loss)
-    sampler = PatchSampler(
-        train_imgs,
-        cfg.patch,
-        rejection=cfg.patch_rejection,
-        threshold=cfg.rejection_threshold,
-        augment=cfg.augment,
-        same_image=cfg.same_image_batch,
-        seed=np.random.default_rng([cfg.seed, 2]),
-    )
-    val_batch = None
-    if val_imgs:
-        vs = PatchSampler(
-            val_imgs,
+
+    def patch_sampler(imgs, stream: int, *, training: bool = True) -> PatchSampler:
+        """The job's patch rule on ``imgs``; its own random ``stream``; validation: no augmentation."""
+        return PatchSampler(
+            imgs,
             cfg.patch,
             rejection=cfg.patch_rejection,
             threshold=cfg.rejection_threshold,
-            augment=False,
-            same_image=False,
-            seed=np.random.default_rng([cfg.seed, 3]),
+            augment=cfg.augment and training,
+            same_image=cfg.same_image_batch and training,
+            seed=np.random.default_rng([cfg.seed, stream]),
         )
-        val_batch = vs.sample(cfg.val_patches)
+
+    sampler = patch_sampler(train_imgs, 2)
+    val_batch = patch_sampler(val_imgs, 3, training=False).sample(cfg.val_patches) if val_imgs else None
     # precise BN: a sampler of its own, rewound before every recalibration (the same batches each
     # time, independent of the training sampler's random state, so resume stays exact)
     recal_sampler, recal_state = None, None
     if cfg.bn_recalibration > 0 and batch_norm_layers(net):
-        recal_sampler = PatchSampler(
-            train_imgs,
-            cfg.patch,
-            rejection=cfg.patch_rejection,
-            threshold=cfg.rejection_threshold,
-            augment=cfg.augment,
-            same_image=cfg.same_image_batch,
-            seed=np.random.default_rng([cfg.seed, 4]),
-        )
+        recal_sampler = patch_sampler(train_imgs, 4)
         recal_state = recal_sampler.state
 
     def recalibrate() -> None:
