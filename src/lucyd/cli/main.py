@@ -13,6 +13,7 @@ from lucyd.cli import (  # noqa: F401  (each module registers its commands on ``
     cmd_isotropic,
     cmd_predict,
     cmd_psf,
+    cmd_restore,
     cmd_synth,
     cmd_train,
 )

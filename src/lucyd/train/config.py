@@ -124,6 +124,14 @@ class TrainConfig(JobConfig):
     norm_percentiles : (float, float) or None
         Percentiles (p_lo, p_hi) of the per-image normalisation ``(v − p_lo)/(p_hi − p_lo)``
         of input and target (RLN: 0.01, 99.5).
+    target_scale : {"own", "input"}
+        ``own``: the target is normalised with its own percentiles (RLN, CARE); the output is
+        mapped back to the input's percentile range, so its intensity scale is the input's
+        range, not its flux. ``input``: the target is normalised with the *input's* range
+        (same offset and scale), so the network learns the target in the input's units and
+        predictions keep the input's intensity scale and flux (the target must then be in the
+        input's units, e.g. a synthetic object in photo-electrons whose blur is the raw's
+        expectation).
     clip_gt : bool
         Clip the normalised target at ≥ 0 (RLN).
     augment : bool or None
@@ -181,6 +189,7 @@ class TrainConfig(JobConfig):
     lr_decay_steps: int | None = Field(None, ge=1)
     loss: str | None = None
     norm_percentiles: tuple[float, float] | None = None
+    target_scale: Literal["own", "input"] = "own"
     clip_gt: bool = True
     augment: bool | None = None
     patch_rejection: Rejection | None = None

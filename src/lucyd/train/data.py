@@ -75,12 +75,16 @@ class TrainImage:
         return tuple(s.stop - s.start for s in self.region)
 
 
-def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True) -> list[TrainImage]:
-    """Normalise every pair with its own percentiles (input and target separately)."""
+def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True,
+                   target_scale: str = "own") -> list[TrainImage]:
+    """Normalise every pair with its own percentiles (input and target separately).
+
+    With ``target_scale="input"`` the target is normalised with the input's percentiles.
+    """
     images = []
     for p in pairs:
         rlo, rhi = percentiles(p.raw, pmin, pmax)
-        glo, ghi = percentiles(p.gt, pmin, pmax)
+        glo, ghi = (rlo, rhi) if target_scale == "input" else percentiles(p.gt, pmin, pmax)
         meta = getattr(p, "metadata", None)
         images.append(
             TrainImage(
