@@ -8,7 +8,8 @@ variance ``o ⊛ psf + σ²`` (Poisson–Gaussian, in photo-electrons). Two scor
 * ``chi2``: the mean squared normalised residual ``r² / var`` over the image (the reduced
   χ² of the data under the model). Above 1, structure is missing or invented.
 * ``flux_chi2``: the same for block sums of the residual (blocks of ``block`` voxels per
-  axis), in units of their standard error. A restoration that dims or erases a dim
+  axis), in units of their standard error (the noise's, plus :data:`FLUX_MODEL_ERROR` of
+  the block's flux in quadrature). A restoration that dims or erases a dim
   structure, or invents one, leaves a block whose flux is off by many standard errors, even
   when the per-voxel χ² hides it in the noise. This is the sensitive test of "did the
   network erase or invent something".
@@ -33,6 +34,10 @@ from lucyd.forward import convolve
 
 #: block edge (voxels) of the flux check, per axis (z uses half of it in 3D)
 FLUX_BLOCK = 16
+#: relative flux error of a block tolerated as model error (PSF mismatch, discretisation):
+#: added in quadrature to the noise's standard error, so that a block needs a flux error
+#: of several per cent, not only many noise standard errors, to count
+FLUX_MODEL_ERROR = 0.03
 
 
 @dataclass
@@ -121,10 +126,34 @@ def data_fidelity(restoration, raw_e, psf, *, read_noise_e: float,
     blk = tuple(max(1, min(block // (2 if (y.ndim == 3 and a == 0) else 1), n))
                 for a, n in enumerate(resid.shape))
     flux = _blocks(resid.astype(np.float64), blk)
-    se = np.sqrt(_blocks(var.astype(np.float64), blk))
+    block_flux = _blocks(np.abs(model[inner]).astype(np.float64), blk)
+    se = np.sqrt(_blocks(var.astype(np.float64), blk) + (FLUX_MODEL_ERROR * block_flux) ** 2)
     z = flux / se
     return Fidelity(chi2=chi2, flux_chi2=float(np.mean(z**2)), worst_block_z=float(np.max(np.abs(z))),
                     flux_map=z.astype(np.float32), block=blk, margin=tuple(int(m) for m in margin))
+
+
+def calibrate_flux(restoration, raw_e, psf, *, margin: tuple[int, ...] | None = None) -> tuple[float, float]:
+    """Scale ``a`` and background ``b`` with ``raw_e ≈ a · (restoration ⊛ psf) + b`` (least squares).
+
+    The forward model fixes a restoration's intensity scale: ``a · restoration + b`` is the
+    object whose blur best explains the data (the PSF sums to 1, so ``b`` passes unchanged).
+    A network's output can be off by a few per cent in scale; this puts it back on the data's
+    flux without any percentile or min–max rescaling.
+    """
+    r = np.asarray(restoration, np.float32)
+    y = np.asarray(raw_e, np.float32)
+    model = convolve(r, psf, boundary="linear")
+    if margin is None:
+        margin = tuple(min(m, n // 4) for m, n in zip(energy_radius(psf), y.shape, strict=True))
+    inner = tuple(slice(m, n - m) for m, n in zip(margin, y.shape, strict=True))
+    m = model[inner].astype(np.float64).ravel()
+    d = y[inner].astype(np.float64).ravel()
+    var_m = float(np.var(m))
+    if var_m <= 0:
+        return 1.0, 0.0
+    a = float(np.mean((m - m.mean()) * (d - d.mean())) / var_m)
+    return a, float(d.mean() - a * m.mean())
 
 
 def compare_fidelity(candidate: Fidelity, reference: Fidelity, *, tolerance: float = 0.25) -> tuple[bool, str]:

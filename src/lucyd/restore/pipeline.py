@@ -40,7 +40,7 @@ from lucyd.deconv.api import deconvolve, prepare_psf
 from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
-from lucyd.metrics.fidelity import compare_fidelity, data_fidelity
+from lucyd.metrics.fidelity import calibrate_flux, compare_fidelity, data_fidelity
 from lucyd.restore.calibration import Calibration, calibrate, calibrated_pairs, plan_training_set
 from lucyd.validation import as_image
 
@@ -332,7 +332,11 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         from lucyd.train import load_model
 
         model = load_model(folder / "model")
-        candidates["network"] = model.predict(rl, device=cfg.device, progress=progress)
+        net = model.predict(rl, device=cfg.device, progress=progress)
+        scale, offset = calibrate_flux(net, raw_e, p)
+        record["flux_calibration"] = {"scale": scale, "background_e": offset,
+                                      "note": "network output a·x + b fitted so that its blur explains the data"}
+        candidates["network"] = (net * np.float32(scale) + np.float32(offset)).astype(np.float32)
     fidelity = {name: data_fidelity(est, raw_e, p, read_noise_e=noise.read_noise_e)
                 for name, est in candidates.items()}
     record["physics_check"] = {name: f.as_dict() for name, f in fidelity.items()}
@@ -340,7 +344,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     if "network" in candidates:
         worse, why = compare_fidelity(fidelity["network"], fidelity["rl"], tolerance=cfg.tolerance)
         record["physics_check"]["network_worse_than_rl"] = worse
-        record["physics_check"]["verdict"] = ("The network " if not worse else "Warning: the network ") + why
+        record["physics_check"]["verdict"] = ("the network: " if not worse else "warning, the network: ") + why
         chosen = "rl" if (worse and cfg.method == "auto") else "network"
     record["chosen"] = chosen
     record["why"] = {
