@@ -22,7 +22,7 @@ TINY = dict(shape=(16, 48, 48), breaks_shape=(16, 48, 48), psf_shape=(17, 33, 33
             kinds=("tubules", "granules"), photon_series=(0.01, 0.1, 1.0, 10.0),
             na_series=(0.8, 1.4), networks=("rln",), train_n=2, train_shape=(16, 48, 48),
             patch=(16, 32, 32), batch=1, train_steps=2, val_interval=2, rl_iterations=10,
-            budget="custom")
+            methods=("raw", "rl", "wb-rl", "rl-biggs"), budget="custom")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,8 @@ def synthetic_run(tmp_path_factory):
 
 def test_table_has_every_method_for_every_dataset(synthetic_run):
     cfg, out, result = synthetic_run
-    methods = ["raw", "RL", "WB RL", "RLN"]
+    # the configured registry methods in order, then the trained network
+    methods = ["raw", "RL", "WB RL", "RL (Biggs-Andrews)", "RLN"]
     datasets = sorted({r["dataset"] for r in result["rows"]})
     assert len(datasets) == len(cfg.kinds)
     for ds in datasets:
@@ -91,7 +92,7 @@ def test_breaking_point_curves_have_the_expected_trends(synthetic_run):
     assert blur["x"][0] > blur["x"][1] > 0.1
     # the raw image is closer to the truth with the sharper PSF
     assert blur["psnr"]["raw"][1] > blur["psnr"]["raw"][0]
-    assert set(photons["stops_helping"]) == {"RL", "WB RL", "RLN"}
+    assert set(photons["stops_helping"]) == {"RL", "WB RL", "RL (Biggs-Andrews)", "RLN"}
 
 
 # ------------------------------------------------------------------ real suite
@@ -151,14 +152,26 @@ def test_real_suite_skips_cleanly_without_data(tmp_path, monkeypatch):
     assert (tmp_path / "o" / "report.html").exists()
 
 
-def test_real_data_location_follows_the_repository(monkeypatch):
-    from pathlib import Path
-
+def test_real_data_location_needs_no_source_checkout(tmp_path, monkeypatch):
+    """Explicit folder, else $LUCYD_REAL_DATA, else ../shared/data/real from the working
+    directory: never a path derived from where lucyd is installed."""
     from lucyd.pipelines import real_data_dir
 
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
     monkeypatch.delenv("LUCYD_REAL_DATA", raising=False)
-    expected = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-    assert real_data_dir() == expected
+    assert real_data_dir() == tmp_path / "shared" / "data" / "real"
+    monkeypatch.setenv("LUCYD_REAL_DATA", str(tmp_path / "env"))
+    assert real_data_dir() == tmp_path / "env"
+    assert real_data_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_real_suite_reads_the_configured_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUCYD_REAL_DATA", str(tmp_path / "elsewhere"))
+    cfg = BenchConfig.preset("real", quick=True, real_data=str(tmp_path / "configured"))
+    result = run_bench(config=cfg, out_dir=tmp_path / "o", progress=False)
+    assert str(tmp_path / "configured") in result["real"]["skipped"][0]
 
 
 # ------------------------------------------------------------------ configuration and CLI
@@ -173,6 +186,13 @@ def test_bench_config_validation():
         BenchConfig.preset(photon_series=(5.0,))
     q = BenchConfig.preset("all", quick=True)
     assert q.suite == "all" and q.budget == "quick" and q.networks == ("rln",)
+    # methods come from the restorer registry; raw is required (every gain is over it)
+    with pytest.raises(InputError, match="methods.*raw"):
+        BenchConfig.preset(methods=("rl",))
+    with pytest.raises(InputError, match="magic.*rl-biggs"):
+        BenchConfig.preset(methods=("raw", "magic"))
+    assert BenchConfig.preset(methods=("raw", "gaussian")).method_params("gaussian") == {}
+    assert q.method_params("wb-rl") == {"iterations": q.wb_iterations, "device": "auto"}
 
 
 def _one_line(res) -> str:

@@ -188,8 +188,9 @@ def test_cli_unknown_option_exits_2(tmp_path):
 def test_cli_demo_runs_and_prints_table(tmp_path, monkeypatch):
     """The command line on a tiny configuration (the preset is patched to TINY sizes)."""
     import lucyd.pipelines.demo as demo_mod
+    from lucyd.pipelines.presets import DEMO_PRESETS
 
-    monkeypatch.setitem(demo_mod._PRESETS, "quick", {**demo_mod._PRESETS["quick"],
+    monkeypatch.setitem(DEMO_PRESETS, "quick", {**DEMO_PRESETS["quick"],
                                                      **{k: v for k, v in TINY.items()
                                                         if k != "budget"}})
     # the CLI must hand the options through to the configuration
@@ -211,7 +212,7 @@ def test_cli_demo_runs_and_prints_table(tmp_path, monkeypatch):
     assert "lucyd demo" in seen["kw"]["command"] and "--quick" in seen["kw"]["command"]
     assert "report:" in res.output and "psnr" in res.output.lower()
     # the training cap: default from the preset, 0 = none
-    assert cfg.train_minutes == demo_mod._PRESETS["quick"]["train_minutes"]
+    assert cfg.train_minutes == DEMO_PRESETS["quick"]["train_minutes"]
     res = CliRunner().invoke(app, ["demo", "-o", str(tmp_path / "d"), "--train-minutes", "0"])
     assert res.exit_code == 0, res.output
     assert seen["cfg"].train_minutes is None and seen["cfg"].budget == "default"
