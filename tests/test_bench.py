@@ -225,3 +225,40 @@ def test_cli_real_quick_on_stand_in_data(tmp_path, monkeypatch):
     assert "report:" in res.output and "W2S" in res.output
     payload = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert payload["config"]["device"] == "cpu" and payload["suite"] == "real"
+
+
+# ------------------------------------------------------------------ shared machinery
+
+
+def test_timing_helpers_run_what_they_say():
+    from lucyd.pipelines.common import repeat_time, timed
+
+    calls = []
+    assert repeat_time(lambda: calls.append(1), 3, reduce="min") >= 0
+    assert len(calls) == 4  # one warm-up, then the repeats
+    synced = []
+    repeat_time(lambda: None, 2, sync=lambda: synced.append(1))
+    assert len(synced) == 3
+    with pytest.raises(InputError, match="reduce"):
+        repeat_time(lambda: None, 1, reduce="mean")
+    out, seconds = timed(lambda a, b=0: np.arange(3) + a + b, 1, b=2)
+    assert out.dtype == np.float32 and out.tolist() == [3, 4, 5] and seconds >= 0
+
+
+def test_benchmark_pieces_are_the_pipeline_pieces():
+    """The scripts' PSF, sample and acquisition are the bench pipeline's: a normalised PSF and
+    the RLN recipe's forward model (mean of raw = photons x blurred ground truth)."""
+    from lucyd.pipelines.bench import acquire, held_out_sample, widefield_psf
+
+    psf = widefield_psf("gaussian", (9, 17, 17), (0.2, 0.1, 0.1), na=1.4, wavelength=0.52,
+                        ni=1.518)
+    assert psf.dtype == np.float32 and psf.sum() == pytest.approx(1.0, rel=1e-5)
+    gt = held_out_sample("granules", (8, 32, 32), seed=3, background=30.0)
+    assert np.array_equal(gt, held_out_sample("granules", (8, 32, 32), seed=3, background=30.0))
+    raw, truth = acquire(gt, psf, photons=5.0, read_noise=0.0, seed=0, device="cpu")
+    assert np.allclose(truth, 5.0 * gt)
+    from lucyd.forward import convolve
+
+    expected = 5.0 * convolve(gt, psf, boundary="linear", device="cpu")
+    assert raw.mean() == pytest.approx(expected.mean(), rel=0.01)
+    assert not np.array_equal(raw, np.round(expected))  # Poisson noise was drawn
