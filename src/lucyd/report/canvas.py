@@ -15,6 +15,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lucyd import __version__
 from lucyd.errors import FileFormatError, InputError
 from lucyd.io.atomic import atomic_path
 
@@ -48,8 +49,6 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int | None = None) -> Pat
     Path
         ``path``.
     """
-    from lucyd import __version__
-
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".") or "png"
     kwargs: dict = {"format": fmt, "dpi": dpi or fig.dpi, "facecolor": "white"}
