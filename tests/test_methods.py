@@ -231,3 +231,19 @@ def test_boundary_names_map_both_ways():
         forward_boundary("non-circulant")
     assert build_method("rl", boundary="linear").config.boundary == "zero"
 
+
+
+def test_deconvolve_and_convolve_accept_both_spellings(blurred):
+    from lucyd.forward import convolve
+
+    _, raw, psf = blurred
+    zero = deconvolve(raw, psf, iterations=2, boundary="zero", device="cpu", progress=False)
+    assert np.array_equal(deconvolve(raw, psf, iterations=2, boundary="linear", device="cpu",
+                                     progress=False), zero)
+    obj = raw[:, :16, :16]
+    assert np.array_equal(convolve(obj, psf, boundary="zero", device="cpu"),
+                          convolve(obj, psf, boundary="linear", device="cpu"))
+    with pytest.raises(InputError, match="boundary"):
+        deconvolve(raw, psf, boundary="reflect", progress=False)
+    with pytest.raises(InputError, match="boundary.*unknown"):
+        convolve(obj, psf, boundary="bogus")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 
-from lucyd.methods.boundaries import deconv_boundary, forward_boundary
+from lucyd.boundaries import deconv_boundary, forward_boundary
 from lucyd.methods.registry import (
     TASKS,
     Method,

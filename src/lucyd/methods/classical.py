@@ -7,12 +7,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from lucyd.boundaries import deconv_boundary
 from lucyd.config import JobConfig
 from lucyd.deconv import deconvolve
 from lucyd.deconv.backprojectors import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_ORDER
 from lucyd.denoise import gaussian_denoise
 from lucyd.errors import InputError
-from lucyd.methods.boundaries import deconv_boundary
 from lucyd.methods.registry import register_method
 
 __all__ = ["AcceleratedRLConfig", "GaussianConfig", "RLConfig", "RawConfig", "WBRLConfig"]
@@ -35,7 +35,7 @@ class RLConfig(JobConfig):
     """Parameters of classic Richardson–Lucy (:func:`lucyd.deconv.deconvolve`).
 
     ``boundary`` takes the deconvolution names or their forward-model spelling
-    (``"linear"`` = ``"zero"``; see :mod:`lucyd.methods.boundaries`).
+    (``"linear"`` = ``"zero"``; see :mod:`lucyd.boundaries`).
     """
 
     error_label: ClassVar[str] = "rl config"

@@ -150,11 +150,14 @@ class Restorer:
     method : Method
     config : JobConfig
         The validated parameters (``config.save(path)`` records them beside an output).
+    label : str
+        Display name; the method's label unless changed (e.g. ``"RLN"`` for a network).
     """
 
     def __init__(self, method: Method, config: JobConfig):
         self.method = method
         self.config = config
+        self.label = method.label
         self.cache: dict[str, Any] = {}  # per-restorer state (a loaded model)
 
     def __repr__(self) -> str:
@@ -163,10 +166,6 @@ class Restorer:
     @property
     def name(self) -> str:
         return self.method.name
-
-    @property
-    def label(self) -> str:
-        return self.method.label
 
     def describe(self) -> str:
         """The parameters in a few words (e.g. ``"20 it., flipped PSF, non-circulant"``)."""

@@ -20,7 +20,10 @@ The deconvolution model of ``"non-circulant"`` is simulated in the forward direc
 convolving a larger object with ``"linear"`` and cropping to the field of view.
 
 :func:`deconv_boundary` and :func:`forward_boundary` accept either spelling where it has a
-counterpart and raise :class:`~lucyd.errors.InputError` naming the choices where it has none.
+counterpart and raise :class:`~lucyd.errors.InputError` naming the choices where it has none;
+:func:`lucyd.deconv.deconvolve`, :func:`lucyd.forward.convolve` and the restorer registry's
+configurations pass their ``boundary`` argument through them. (A core module: the physics and
+the algorithms both import it.)
 """
 
 from __future__ import annotations
@@ -47,12 +50,15 @@ def deconv_boundary(name: str, argument: str = "boundary") -> str:
     InputError
         A name with no deconvolution counterpart (``"reflect"``) or an unknown one.
     """
-    key = str(name).lower()
+    key = str(name).lower() if isinstance(name, str) else name
     if key in DECONV_BOUNDARIES:
         return key
     if key in _FORWARD_TO_DECONV:
         return _FORWARD_TO_DECONV[key]
-    raise InputError(f"{argument}: {name!r} has no deconvolution counterpart; choose one of "
+    if key in FORWARD_BOUNDARIES:
+        raise InputError(f"{argument}: {name!r} has no deconvolution counterpart; choose one of "
+                         f"{', '.join(DECONV_BOUNDARIES)} (or 'linear' = 'zero')")
+    raise InputError(f"{argument}: unknown value {name!r}; choose one of "
                      f"{', '.join(DECONV_BOUNDARIES)} (or 'linear' = 'zero')")
 
 
@@ -65,11 +71,15 @@ def forward_boundary(name: str, argument: str = "boundary") -> str:
         ``"non-circulant"`` (the object is estimated, not assumed; simulate it with a larger
         object and ``"linear"``) or an unknown name.
     """
-    key = str(name).lower()
+    key = str(name).lower() if isinstance(name, str) else name
     if key in FORWARD_BOUNDARIES:
         return key
     if key in _DECONV_TO_FORWARD:
         return _DECONV_TO_FORWARD[key]
-    raise InputError(f"{argument}: {name!r} has no forward-model counterpart; choose one of "
-                     f"{', '.join(FORWARD_BOUNDARIES)} (or 'zero' = 'linear'); 'non-circulant' "
-                     "is simulated by blurring a larger object with 'linear' and cropping")
+    if key in DECONV_BOUNDARIES:
+        raise InputError(f"{argument}: {name!r} has no forward-model counterpart; choose one of "
+                         f"{', '.join(FORWARD_BOUNDARIES)} (or 'zero' = 'linear'); "
+                         "'non-circulant' is simulated by blurring a larger object with 'linear' "
+                         "and cropping")
+    raise InputError(f"{argument}: unknown value {name!r}; choose one of "
+                     f"{', '.join(FORWARD_BOUNDARIES)} (or 'zero' = 'linear')")
