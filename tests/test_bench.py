@@ -207,6 +207,7 @@ def _one_line(res) -> str:
     (["--networks", "rln,nonet"], "nonet"),
     (["--model", "RLN"], "LABEL=FOLDER"),
     (["--model", "RLN=/no/such/model"], "no such model folder"),
+    (["--methods", "raw,magic"], "magic"),
 ])
 def test_cli_bad_values_exit_2_with_one_line(tmp_path, args, needle):
     res = CliRunner().invoke(app, ["bench", "-o", str(tmp_path / "b"), "--quick", *args])
@@ -220,11 +221,13 @@ def test_cli_real_quick_on_stand_in_data(tmp_path, monkeypatch):
     _stand_in_real_data(root)
     monkeypatch.setenv("LUCYD_REAL_DATA", str(root))
     res = CliRunner().invoke(app, ["bench", "--suite", "real", "--quick", "-o",
-                                   str(tmp_path / "b"), "--device", "cpu"])
+                                   str(tmp_path / "b"), "--device", "cpu",
+                                   "--methods", "raw,rl,rl-biggs"])
     assert res.exit_code == 0, res.output
     assert "report:" in res.output and "W2S" in res.output
     payload = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert payload["config"]["device"] == "cpu" and payload["suite"] == "real"
+    assert payload["config"]["methods"] == ["raw", "rl", "rl-biggs"]
 
 
 # ------------------------------------------------------------------ shared machinery
