@@ -2,9 +2,10 @@
 
 Synthetic suite
     Held-out synthetic volumes of several kinds (``tubules``, ``granules``, ``nuclei``) imaged
-    through a Born–Wolf widefield PSF with the RLN recipe's noise; methods: the raw image,
-    classic Richardson–Lucy (flipped back projector, fixed iteration count), Wiener–Butterworth
-    RL (Guo et al. 2020, 2 iterations) and every network trained once on a synthetic ``mixed``
+    through a Born–Wolf widefield PSF with the RLN recipe's noise; methods: the restorer
+    registry's methods of ``BenchConfig.methods`` (default the raw image, classic Richardson–Lucy
+    with a fixed iteration count and Wiener–Butterworth RL, Guo et al. 2020, 2 iterations) and
+    every network trained once on a synthetic ``mixed``
     set with one modest step budget (or given as a model folder). Then the "push it until it
     breaks" characterisation of Chen et al. (Nature Methods 2021, 3D-RCAN): quality as a
     function of the photon count and of the blur width (the PSF's numerical aperture), with
