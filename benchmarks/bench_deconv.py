@@ -2,9 +2,10 @@
 
 Run ``python benchmarks/bench_deconv.py [--quick] [--device cpu|cuda] [--part psnr|speed|all]``.
 
-(a) PSNR vs iteration on synthetic widefield data: a phantom of spheres, dots and lines
-    blurred by a Born–Wolf PSF (lucyd.psf.make_psf) with Poisson noise
-    (lucyd.forward.camera_noise), deconvolved with the flipped, Gaussian, Butterworth and
+(a) PSNR vs iteration on synthetic widefield data: the library's ``mixed`` phantom
+    (lucyd.synth.phantom) through the benchmark pipeline's PSF and acquisition
+    (lucyd.pipelines.bench.widefield_psf / acquire: Born–Wolf PSF, linear convolution, Poisson
+    noise at 1 photon per unit), deconvolved with the flipped, Gaussian, Butterworth and
     Wiener–Butterworth back projectors and with Biggs–Andrews acceleration. Plot saved to
     benchmarks/results/deconv_psnr_curves.png.
 (b) Time per iteration on a 64×256×256 volume with a 31³ PSF beside the FFT bound
@@ -25,6 +26,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from scipy import ndimage
+
+from lucyd.deconv import deconvolve, estimate_memory
+from lucyd.forward.fft import fast_shape
+from lucyd.metrics import psnr as lpsnr
+from lucyd.pipelines.bench import acquire, widefield_psf
+from lucyd.pipelines.common import repeat_time
+from lucyd.synth import phantom
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,66 +42,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # --------------------------------------------------------------------------- (a) quality
 
 
-def phantom(shape, seed=0):
-    """Spheres, dots and lines (intensities 50-850) on a low background."""
-    rng = np.random.default_rng(seed)
-    z, y, x = np.indices(shape)
-    vol = np.zeros(shape, np.float32)
-    for _ in range(12):
-        c = rng.uniform([4, 8, 8], np.array(shape) - [4, 8, 8])
-        r = rng.uniform(2.5, 5)
-        vol[((z - c[0]) * 2) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r * r] = rng.uniform(
-            50, 850
-        )
-    for _ in range(60):
-        p = rng.integers([1, 1, 1], np.array(shape) - 1)
-        vol[p[0], p[1], p[2]] = rng.uniform(300, 850)
-    for _ in range(8):
-        p = rng.integers([2, 8, 8], np.array(shape) - [2, 40, 40])
-        length = rng.integers(10, 30)
-        if rng.random() < 0.5:
-            vol[p[0], p[1], p[2] : p[2] + length] = rng.uniform(200, 600)
-        else:
-            vol[p[0], p[1] : p[1] + length, p[2]] = rng.uniform(200, 600)
-    return vol + 10.0
-
-
-def widefield_psf(shape, voxel):
-    try:
-        from lucyd.psf import make_psf
-
-        return make_psf("born-wolf", shape, voxel, na=1.4, wavelength=0.52, ni=1.515), "born-wolf"
-    except Exception as exc:  # pragma: no cover - fallback while the PSF module is unavailable
-        print("born-wolf PSF unavailable, using a Gaussian:", exc)
-        from scipy import ndimage
-
-        g = np.zeros(shape)
-        g[tuple(n // 2 for n in shape)] = 1
-        g = ndimage.gaussian_filter(g, (2.5, 1.2, 1.2))
-        return (g / g.sum()).astype(np.float32), "gaussian"
-
-
 def psnr(pred, gt):
-    try:
-        from lucyd.metrics import psnr as lpsnr
-
-        return lpsnr(pred, gt, data_range=float(gt.max() - gt.min()))
-    except ImportError:  # pragma: no cover
-        mse = float(np.mean((pred.astype(np.float64) - gt) ** 2))
-        return 10 * np.log10(float(gt.max() - gt.min()) ** 2 / mse)
+    """PSNR over the ground truth's range (``lucyd.metrics.psnr``)."""
+    return lpsnr(pred, gt, data_range=float(gt.max() - gt.min()))
 
 
 def psnr_curves(quick: bool, device: str):
-    from lucyd.deconv import deconvolve
-    from lucyd.forward import camera_noise
-    from lucyd.forward.convolution import convolve
-
     shape = (32, 96, 96) if quick else (48, 128, 128)
     voxel = (0.2, 0.065, 0.065)
-    gt = phantom(shape)
-    psf, psf_kind = widefield_psf((31, 63, 63), voxel)
-    blurred = convolve(gt, psf, boundary="linear")
-    image = camera_noise(blurred, photons=1.0, seed=1)
+    # the library's mixed phantom (nuclei, granules, tubules; values up to ~850 on 10) and
+    # forward model: linear convolution, Poisson noise at 1 photon per unit, no read noise
+    gt = phantom("mixed", shape, seed=0, background=10.0)
+    psf_kind = "born-wolf"
+    psf = widefield_psf(psf_kind, (31, 63, 63), voxel, na=1.4, wavelength=0.52, ni=1.515)
+    image, gt = acquire(gt, psf, photons=1.0, read_noise=0.0, seed=1, device=device)
     runs = {
         "flipped (classic RL)": dict(back_projector="flipped", iterations=30),
         "gaussian": dict(back_projector="gaussian", iterations=10),
@@ -169,49 +133,38 @@ def psnr_curves(quick: bool, device: str):
 # --------------------------------------------------------------------------- (b) speed
 
 
+def _sync(device):
+    return torch.cuda.synchronize if device == "cuda" else None
+
+
 def fft_bound(job, device, repeats=5):
     """Seconds for 2 rfftn + 2 irfftn of a float32 job (torch), minimum of ``repeats``.
 
     The minimum, not the mean, is the estimate least disturbed by other processes on a shared
-    machine; every timing in this benchmark uses it, so the ratios compare like with like.
+    machine; every timing in this benchmark uses it (``repeat_time(reduce="min")``), so the
+    ratios compare like with like.
     """
-    import torch
-
     x = torch.rand(job, device=device)
     spec = torch.fft.rfftn(x)
-    times = []
-    for _ in range(repeats + 1):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+
+    def transforms():
         for _ in range(2):
             torch.fft.rfftn(x, out=spec)
             torch.fft.irfftn(spec, s=job, out=x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return float(np.min(times[1:]))
+
+    return repeat_time(transforms, repeats, reduce="min", sync=_sync(device))
 
 
 def time_lucyd(image, psf, device, n_short=2, n_long=7, repeats=3, **kw):
     """Per-iteration time as the slope between two runs (excludes the setup); each run's time
     is the minimum of ``repeats`` (robust to other processes on a shared machine)."""
-    import torch
-
-    from lucyd.deconv import deconvolve
 
     def run(n):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        deconvolve(image, psf, iterations=n, device=device, progress=False, **kw)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return repeat_time(lambda: deconvolve(image, psf, iterations=n, device=device,
+                                              progress=False, **kw),
+                           repeats, reduce="min", sync=_sync(device))
 
-    run(1)  # warm up
-    short = min(run(n_short) for _ in range(repeats))
-    long_ = min(run(n_long) for _ in range(repeats))
+    short, long_ = run(n_short), run(n_long)
     return (long_ - short) / (n_long - n_short), short - n_short * (long_ - short) / (
         n_long - n_short
     )
@@ -219,10 +172,6 @@ def time_lucyd(image, psf, device, n_short=2, n_long=7, repeats=3, **kw):
 
 def peak_memory_child(args):
     """Child process: peak RSS increase of one deconvolution (bytes)."""
-    import torch
-
-    from lucyd.deconv import deconvolve
-
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     rng = np.random.default_rng(0)
     image = rng.uniform(100, 200, (64, 256, 256)).astype(np.float32)
@@ -247,16 +196,10 @@ def peak_memory_child(args):
 
 
 def speed(quick: bool, device: str, threads: int):
-    import torch
-
-    from lucyd.forward.fft import fast_shape
-
     torch.set_num_threads(threads)
     shape, pshape = (64, 256, 256), (31, 31, 31)
     rng = np.random.default_rng(0)
     image = rng.uniform(100, 200, shape).astype(np.float32)
-    from scipy import ndimage
-
     psf = np.zeros(pshape, np.float32)
     psf[15, 15, 15] = 1
     psf = ndimage.gaussian_filter(psf, (3, 1.5, 1.5))
@@ -287,12 +230,8 @@ def speed(quick: bool, device: str, threads: int):
             n = 2 if quick else 3
 
             def skimage_per_iteration(data) -> float:
-                best = float("inf")
-                for _ in range(2):
-                    t0 = time.perf_counter()
-                    richardson_lucy(data, psf, num_iter=n, clip=False)
-                    best = min(best, (time.perf_counter() - t0) / n)
-                return best
+                return repeat_time(lambda: richardson_lucy(data, psf, num_iter=n, clip=False),
+                                   2, reduce="min") / n
 
             per = skimage_per_iteration(image)
             res["skimage richardson_lucy"] = {
@@ -311,12 +250,10 @@ def speed(quick: bool, device: str, threads: int):
             from RedLionfishDeconv import doRLDeconvolutionFromNpArrays
 
             def rlf(n: int) -> float:
-                t0 = time.perf_counter()
-                doRLDeconvolutionFromNpArrays(image, psf, niter=n, method="cpu")
-                return time.perf_counter() - t0
+                return repeat_time(lambda: doRLDeconvolutionFromNpArrays(
+                    image, psf, niter=n, method="cpu"), 3, reduce="min")
 
-            rlf(1)  # warm up
-            short, long_ = min(rlf(2) for _ in range(3)), min(rlf(7) for _ in range(3))
+            short, long_ = rlf(2), rlf(7)
             per = (long_ - short) / 5
             res["redlionfish cpu"] = {
                 "per_iteration": per,
@@ -333,8 +270,6 @@ def speed(quick: bool, device: str, threads: int):
 
 def memory(threads: int):
     """Peak resident memory of one deconvolution above the baseline, per configuration."""
-    from lucyd.deconv import estimate_memory
-
     shape, pshape = (64, 256, 256), (31, 31, 31)
     mem = {}
     for name, kw in {
@@ -377,8 +312,6 @@ def main():
         peak_memory_child(args)
         return
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
-    import torch
-
     torch.set_num_threads(args.threads)
     out = {}
     if args.part in ("all", "psnr"):

@@ -40,9 +40,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lucyd.deconv import deconvolve
+from lucyd.denoise import best_gaussian_sigma, w2s_pair_folder, w2s_pairs
+from lucyd.io import read_image
+from lucyd.methods import build_method
+from lucyd.metrics import evaluate
+from lucyd.nets import count_parameters
+from lucyd.pipelines.common import real_data_dir, timed
+from lucyd.synth import SynthConfig, load_pairs, make_dataset
+from lucyd.train import TrainConfig, load_model, train
+
 RESULTS = Path(__file__).resolve().parent / "results"
-REAL = Path(os.environ.get("LUCYD_REAL_DATA",
-                           Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
 NETWORKS = ("rln", "care", "rcan", "rbcr", "ddn")
 
 
@@ -52,8 +60,6 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def synthetic_data(root: Path, args) -> tuple[Path, list, np.ndarray]:
     """Training folder, held-out (raw, gt) volumes and the PSF."""
-    from lucyd.synth import SynthConfig, load_pairs, make_dataset
-
     shape = _ints(args.shape)
     psf_shape, voxel = ((15, 31, 31), (0.2, 0.1, 0.1)) if len(shape) == 3 else ((31, 31), (0.1, 0.1))
     common = dict(kind="mixed", task="deconvolution", shape=shape, photons=5.0,
@@ -63,27 +69,22 @@ def synthetic_data(root: Path, args) -> tuple[Path, list, np.ndarray]:
                              workers=1, progress=False, device="cpu")
     test_dir = make_dataset(SynthConfig(n=args.n_test, seed=2, **common), root / "test",
                             workers=1, progress=False, device="cpu")
-    from lucyd.io import read_image
-
     psf = np.asarray(read_image(train_dir / "psf.tif")[0])
     return train_dir, load_pairs(test_dir), psf
 
 
 def _scores(preds: list[np.ndarray], tests: list) -> dict[str, float]:
-    from lucyd.metrics import evaluate
-
     rows = [evaluate(p, t.gt) for p, t in zip(preds, tests, strict=True)]
     return {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim")}
 
 
 def classic_baselines(tests: list, psf: np.ndarray, max_iter: int) -> list[dict]:
-    """Raw, RL at its best iteration and Wiener–Butterworth RL at its best of 1–3."""
-    from lucyd.deconv import deconvolve
-    from lucyd.metrics import evaluate
-
+    """Raw, RL at its best iteration and Wiener–Butterworth RL at its best of 1–3 (the
+    iteration scan with ``deconvolve``'s callback, the timing through the restorer registry)."""
     rows = [{"method": "raw input", **_scores([t.raw for t in tests], tests)}]
-    for label, bp, iters in (("Richardson–Lucy (classic)", "flipped", max_iter),
-                             ("Wiener–Butterworth RL", "wiener-butterworth", 3)):
+    for label, bp, iters, method in (("Richardson–Lucy (classic)", "flipped", max_iter, "rl"),
+                                     ("Wiener–Butterworth RL", "wiener-butterworth", 3,
+                                      "wb-rl")):
         per_iter: dict[int, list[dict]] = {}
         for t in tests:
             def cb(i, est, gt=t.gt, per_iter=per_iter):
@@ -94,20 +95,15 @@ def classic_baselines(tests: list, psf: np.ndarray, max_iter: int) -> list[dict]
         means = {i: {k: float(np.mean([r[k] for r in v])) for k in ("psnr", "ssim")}
                  for i, v in per_iter.items()}
         best = max(means, key=lambda i: means[i]["psnr"])
-        t0 = time.perf_counter()
-        for t in tests:  # timed without the per-iteration evaluation
-            deconvolve(t.raw, psf, iterations=best, back_projector=bp, device="cpu",
-                       progress=False)
-        vox = sum(t.raw.size for t in tests) / (time.perf_counter() - t0)
+        restorer = build_method(method, iterations=best, device="cpu")
+        seconds = sum(timed(restorer.restore, t.raw, psf=psf)[1] for t in tests)
+        vox = sum(t.raw.size for t in tests) / seconds
         rows.append({"method": f"{label}, best iteration {best}", **means[best],
                      "parameters": 0, "train_s": 0.0, "voxels_per_s": vox})
     return rows
 
 
 def train_networks(train_dir: Path, tests: list, root: Path, args) -> list[dict]:
-    from lucyd.nets import count_parameters
-    from lucyd.train import TrainConfig, load_model, train
-
     rows = []
     for name in args.networks:
         cfg = TrainConfig(model=name, patch=_ints(args.patch), batch=args.batch, steps=args.steps,
@@ -116,11 +112,12 @@ def train_networks(train_dir: Path, tests: list, root: Path, args) -> list[dict]
         train(cfg, train_dir, root / f"model_{name}", overwrite=True)
         train_s = time.perf_counter() - t0
         model = load_model(root / f"model_{name}")
-        model.predict(tests[0].raw, device=args.device, progress=False)  # warm-up
-        t0 = time.perf_counter()
-        preds = [model.predict(t.raw, device=args.device, progress=False) for t in tests]
-        infer_s = time.perf_counter() - t0
-        row = {"method": name, **_scores(preds, tests), "parameters": count_parameters(model.net),
+        network = build_method("network", model=str(root / f"model_{name}"), device=args.device)
+        network.restore(tests[0].raw)  # warm-up
+        preds, times = zip(*(timed(network.restore, t.raw) for t in tests), strict=True)
+        infer_s = sum(times)
+        row = {"method": name, **_scores(list(preds), tests),
+               "parameters": count_parameters(model.net),
                "train_s": round(train_s, 1),
                "voxels_per_s": sum(t.raw.size for t in tests) / infer_s}
         rows.append(row)
@@ -130,12 +127,7 @@ def train_networks(train_dir: Path, tests: list, root: Path, args) -> list[dict]
 
 def w2s_benchmark(root: Path, args) -> list[dict] | None:
     """Leave-one-out CARE vs Gaussian vs raw on the W2S pairs (None when the data are absent)."""
-    from lucyd.denoise import best_gaussian_sigma, gaussian_denoise, w2s_pair_folder, w2s_pairs
-    from lucyd.metrics import evaluate
-    from lucyd.synth import load_pairs
-    from lucyd.train import TrainConfig, load_model, train
-
-    folder = REAL / "w2s_denoise"
+    folder = real_data_dir(args.real_data) / "w2s_denoise"
     if not folder.is_dir():
         print(f"(W2S data not found at {folder}; skipping part 2)")
         return None
@@ -153,13 +145,14 @@ def w2s_benchmark(root: Path, args) -> list[dict] | None:
         t0 = time.perf_counter()
         train(cfg, view, root / f"w2s_model_{held}", overwrite=True)
         train_s = time.perf_counter() - t0
-        model = load_model(root / f"w2s_model_{held}")
+        care = build_method("network", model=str(root / f"w2s_model_{held}"),
+                            device=args.device)
         test = load_pairs(w2s_pair_folder(folder, root / f"w2s_test_{held}", include=[held]))[0]
         row = {"held_out": held, "sigma": sigma, "train_s": round(train_s, 1),
                "raw": evaluate(test.raw, test.gt),
-               "gaussian": evaluate(gaussian_denoise(test.raw, sigma), test.gt),
-               "care": evaluate(model.predict(test.raw, device=args.device, progress=False),
-                                test.gt)}
+               "gaussian": evaluate(build_method("gaussian", sigma=sigma).restore(test.raw),
+                                    test.gt),
+               "care": evaluate(care.restore(test.raw), test.gt)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -181,6 +174,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--real-data", type=Path, default=None,
+                    help="real-data folder (default: $LUCYD_REAL_DATA, else ../shared/data/real "
+                         "from the working directory)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")

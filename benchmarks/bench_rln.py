@@ -18,19 +18,19 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lucyd.nets import build_network, count_parameters
+from lucyd.pipelines.common import repeat_time
+from lucyd.train.model import RestorationModel
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _model():
-    from lucyd.nets import build_network, count_parameters
-    from lucyd.train.model import RestorationModel
-
     torch.manual_seed(0)
     net = build_network("rln", ndim=3)
     info = {
@@ -38,18 +38,6 @@ def _model():
         "normalization": {"percentiles": [0.01, 99.5]},
     }
     return RestorationModel(net, info), count_parameters(net)
-
-
-def _time(fn, repeats: int, sync) -> float:
-    fn()  # warm-up (allocations, kernel selection)
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -67,14 +55,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for dev in devices:
         model, n_params = _model()
-        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+        sync = torch.cuda.synchronize if dev == "cuda" else None
         for s in args.sizes:
             shape = tuple(int(v) for v in s.split(","))
             img = rng.poisson(100, shape).astype(np.float32)
-            t = _time(
+            t = repeat_time(
                 lambda img=img, m=model, d=dev: m.predict(img, device=d, progress=False),
-                args.repeats,
-                sync,
+                args.repeats, reduce="min", sync=sync,
             )
             rows.append(
                 {
@@ -88,12 +75,11 @@ def main() -> None:
         shape = tuple(int(v) for v in args.tiled_size.split(","))
         tile = tuple(int(v) for v in args.tile.split(","))
         img = rng.poisson(100, shape).astype(np.float32)
-        t = _time(
+        t = repeat_time(
             lambda img=img, m=model, d=dev, tl=tile: m.predict(
                 img, tile_shape=tl, device=d, progress=False
             ),
-            max(1, args.repeats - 1),
-            sync,
+            max(1, args.repeats - 1), reduce="min", sync=sync,
         )
         rows.append(
             {

@@ -2,7 +2,7 @@
 
 Run: python benchmarks/bench_synth.py [--size 128] [--repeats 3]
 
-Prints a Markdown table (median of ``repeats`` runs, after one warm-up):
+Prints a Markdown table (median of ``repeats`` runs after one warm-up: ``lucyd.pipelines.common.repeat_time``):
 phantom generation alone, then phantom + each degradation (deconvolution with a Born-Wolf
 PSF of 31 x 63 x 63 voxels at 0.2 x 0.1 x 0.1 um, NA 1.4, 520 nm; denoising with the same
 PSF; isotropic with z_factor 4 and the Gaussian axial blur), and make_dataset throughput
@@ -21,18 +21,10 @@ import time
 import numpy as np
 import torch
 
-from lucyd.psf import make_psf
+from lucyd.io import ImageMetadata, write_image
+from lucyd.pipelines.bench import widefield_psf
+from lucyd.pipelines.common import repeat_time
 from lucyd.synth import KINDS, SynthConfig, degrade, make_dataset, phantom
-
-
-def median_time(func, repeats: int) -> float:
-    func()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -42,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
     shape = (args.size,) * 3
-    psf = make_psf("born-wolf", (31, 63, 63), (0.2, 0.1, 0.1), na=1.4, wavelength=0.52, ni=1.518)
+    psf = widefield_psf("born-wolf", (31, 63, 63), (0.2, 0.1, 0.1), na=1.4, wavelength=0.52,
+                        ni=1.518)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}")
@@ -56,10 +49,10 @@ def main() -> None:
         def gen(kind=kind, counter=counter):
             return phantom(kind, shape, seed=next(counter))
 
-        row = [median_time(gen, args.repeats)]
+        row = [repeat_time(gen, args.repeats)]
         for task, kw in (("deconvolution", {"psf": psf}), ("denoising", {"psf": psf}),
                          ("isotropic", {"z_factor": 4})):
-            row.append(median_time(lambda task=task, kw=kw, gen=gen: degrade(
+            row.append(repeat_time(lambda task=task, kw=kw, gen=gen: degrade(
                 gen(), task, seed=0, device="cpu", **kw), args.repeats))
         print(f"| {kind} | " + " | ".join(f"{1 / t:.2f} ({t:.3f} s)" for t in row) + " |")
 
@@ -68,8 +61,6 @@ def main() -> None:
     print("|---|---|")
     tmp = tempfile.mkdtemp(prefix="bench_synth_")
     try:
-        from lucyd.io import ImageMetadata, write_image
-
         psf_path = os.path.join(tmp, "psf.tif")
         write_image(psf_path, psf, ImageMetadata("ZYX", (0.2, 0.1, 0.1)))
         cfg = SynthConfig.build(n=8, shape=(64, 128, 128), psf=psf_path, seed=0)

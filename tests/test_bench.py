@@ -22,7 +22,7 @@ TINY = dict(shape=(16, 48, 48), breaks_shape=(16, 48, 48), psf_shape=(17, 33, 33
             kinds=("tubules", "granules"), photon_series=(0.01, 0.1, 1.0, 10.0),
             na_series=(0.8, 1.4), networks=("rln",), train_n=2, train_shape=(16, 48, 48),
             patch=(16, 32, 32), batch=1, train_steps=2, val_interval=2, rl_iterations=10,
-            budget="custom")
+            methods=("raw", "rl", "wb-rl", "rl-biggs"), budget="custom")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,8 @@ def synthetic_run(tmp_path_factory):
 
 def test_table_has_every_method_for_every_dataset(synthetic_run):
     cfg, out, result = synthetic_run
-    methods = ["raw", "RL", "WB RL", "RLN"]
+    # the configured registry methods in order, then the trained network
+    methods = ["raw", "RL", "WB RL", "RL (Biggs-Andrews)", "RLN"]
     datasets = sorted({r["dataset"] for r in result["rows"]})
     assert len(datasets) == len(cfg.kinds)
     for ds in datasets:
@@ -91,7 +92,7 @@ def test_breaking_point_curves_have_the_expected_trends(synthetic_run):
     assert blur["x"][0] > blur["x"][1] > 0.1
     # the raw image is closer to the truth with the sharper PSF
     assert blur["psnr"]["raw"][1] > blur["psnr"]["raw"][0]
-    assert set(photons["stops_helping"]) == {"RL", "WB RL", "RLN"}
+    assert set(photons["stops_helping"]) == {"RL", "WB RL", "RL (Biggs-Andrews)", "RLN"}
 
 
 # ------------------------------------------------------------------ real suite
@@ -151,14 +152,26 @@ def test_real_suite_skips_cleanly_without_data(tmp_path, monkeypatch):
     assert (tmp_path / "o" / "report.html").exists()
 
 
-def test_real_data_location_follows_the_repository(monkeypatch):
-    from pathlib import Path
-
+def test_real_data_location_needs_no_source_checkout(tmp_path, monkeypatch):
+    """Explicit folder, else $LUCYD_REAL_DATA, else ../shared/data/real from the working
+    directory: never a path derived from where lucyd is installed."""
     from lucyd.pipelines import real_data_dir
 
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
     monkeypatch.delenv("LUCYD_REAL_DATA", raising=False)
-    expected = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-    assert real_data_dir() == expected
+    assert real_data_dir() == tmp_path / "shared" / "data" / "real"
+    monkeypatch.setenv("LUCYD_REAL_DATA", str(tmp_path / "env"))
+    assert real_data_dir() == tmp_path / "env"
+    assert real_data_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_real_suite_reads_the_configured_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUCYD_REAL_DATA", str(tmp_path / "elsewhere"))
+    cfg = BenchConfig.preset("real", quick=True, real_data=str(tmp_path / "configured"))
+    result = run_bench(config=cfg, out_dir=tmp_path / "o", progress=False)
+    assert str(tmp_path / "configured") in result["real"]["skipped"][0]
 
 
 # ------------------------------------------------------------------ configuration and CLI
@@ -173,6 +186,13 @@ def test_bench_config_validation():
         BenchConfig.preset(photon_series=(5.0,))
     q = BenchConfig.preset("all", quick=True)
     assert q.suite == "all" and q.budget == "quick" and q.networks == ("rln",)
+    # methods come from the restorer registry; raw is required (every gain is over it)
+    with pytest.raises(InputError, match="methods.*raw"):
+        BenchConfig.preset(methods=("rl",))
+    with pytest.raises(InputError, match="magic.*rl-biggs"):
+        BenchConfig.preset(methods=("raw", "magic"))
+    assert BenchConfig.preset(methods=("raw", "gaussian")).method_params("gaussian") == {}
+    assert q.method_params("wb-rl") == {"iterations": q.wb_iterations, "device": "auto"}
 
 
 def _one_line(res) -> str:
@@ -187,6 +207,7 @@ def _one_line(res) -> str:
     (["--networks", "rln,nonet"], "nonet"),
     (["--model", "RLN"], "LABEL=FOLDER"),
     (["--model", "RLN=/no/such/model"], "no such model folder"),
+    (["--methods", "raw,magic"], "magic"),
 ])
 def test_cli_bad_values_exit_2_with_one_line(tmp_path, args, needle):
     res = CliRunner().invoke(app, ["bench", "-o", str(tmp_path / "b"), "--quick", *args])
@@ -200,8 +221,47 @@ def test_cli_real_quick_on_stand_in_data(tmp_path, monkeypatch):
     _stand_in_real_data(root)
     monkeypatch.setenv("LUCYD_REAL_DATA", str(root))
     res = CliRunner().invoke(app, ["bench", "--suite", "real", "--quick", "-o",
-                                   str(tmp_path / "b"), "--device", "cpu"])
+                                   str(tmp_path / "b"), "--device", "cpu",
+                                   "--methods", "raw,rl,rl-biggs"])
     assert res.exit_code == 0, res.output
     assert "report:" in res.output and "W2S" in res.output
     payload = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert payload["config"]["device"] == "cpu" and payload["suite"] == "real"
+    assert payload["config"]["methods"] == ["raw", "rl", "rl-biggs"]
+
+
+# ------------------------------------------------------------------ shared machinery
+
+
+def test_timing_helpers_run_what_they_say():
+    from lucyd.pipelines.common import repeat_time, timed
+
+    calls = []
+    assert repeat_time(lambda: calls.append(1), 3, reduce="min") >= 0
+    assert len(calls) == 4  # one warm-up, then the repeats
+    synced = []
+    repeat_time(lambda: None, 2, sync=lambda: synced.append(1))
+    assert len(synced) == 3
+    with pytest.raises(InputError, match="reduce"):
+        repeat_time(lambda: None, 1, reduce="mean")
+    out, seconds = timed(lambda a, b=0: np.arange(3) + a + b, 1, b=2)
+    assert out.dtype == np.float32 and out.tolist() == [3, 4, 5] and seconds >= 0
+
+
+def test_benchmark_pieces_are_the_pipeline_pieces():
+    """The scripts' PSF, sample and acquisition are the bench pipeline's: a normalised PSF and
+    the RLN recipe's forward model (mean of raw = photons x blurred ground truth)."""
+    from lucyd.pipelines.bench import acquire, held_out_sample, widefield_psf
+
+    psf = widefield_psf("gaussian", (9, 17, 17), (0.2, 0.1, 0.1), na=1.4, wavelength=0.52,
+                        ni=1.518)
+    assert psf.dtype == np.float32 and psf.sum() == pytest.approx(1.0, rel=1e-5)
+    gt = held_out_sample("granules", (8, 32, 32), seed=3, background=30.0)
+    assert np.array_equal(gt, held_out_sample("granules", (8, 32, 32), seed=3, background=30.0))
+    raw, truth = acquire(gt, psf, photons=5.0, read_noise=0.0, seed=0, device="cpu")
+    assert np.allclose(truth, 5.0 * gt)
+    from lucyd.forward import convolve
+
+    expected = 5.0 * convolve(gt, psf, boundary="linear", device="cpu")
+    assert raw.mean() == pytest.approx(expected.mean(), rel=0.01)
+    assert not np.array_equal(raw, np.round(expected))  # Poisson noise was drawn

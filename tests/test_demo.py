@@ -188,8 +188,9 @@ def test_cli_unknown_option_exits_2(tmp_path):
 def test_cli_demo_runs_and_prints_table(tmp_path, monkeypatch):
     """The command line on a tiny configuration (the preset is patched to TINY sizes)."""
     import lucyd.pipelines.demo as demo_mod
+    from lucyd.pipelines.presets import DEMO_PRESETS
 
-    monkeypatch.setitem(demo_mod._PRESETS, "quick", {**demo_mod._PRESETS["quick"],
+    monkeypatch.setitem(DEMO_PRESETS, "quick", {**DEMO_PRESETS["quick"],
                                                      **{k: v for k, v in TINY.items()
                                                         if k != "budget"}})
     # the CLI must hand the options through to the configuration
@@ -211,7 +212,29 @@ def test_cli_demo_runs_and_prints_table(tmp_path, monkeypatch):
     assert "lucyd demo" in seen["kw"]["command"] and "--quick" in seen["kw"]["command"]
     assert "report:" in res.output and "psnr" in res.output.lower()
     # the training cap: default from the preset, 0 = none
-    assert cfg.train_minutes == demo_mod._PRESETS["quick"]["train_minutes"]
+    assert cfg.train_minutes == DEMO_PRESETS["quick"]["train_minutes"]
     res = CliRunner().invoke(app, ["demo", "-o", str(tmp_path / "d"), "--train-minutes", "0"])
     assert res.exit_code == 0, res.output
     assert seen["cfg"].train_minutes is None and seen["cfg"].budget == "default"
+
+
+def test_stage_runner_reuses_finished_stages_and_redoes_missing_ones(tmp_path):
+    from lucyd.pipelines.common import StageRunner, Stages, StageState
+
+    target = tmp_path / "a.txt"
+    calls = []
+
+    def compute():
+        calls.append(1)
+        target.write_text("x")
+        return 7
+
+    def run(digest="d1"):
+        runner = StageRunner(Stages(1, verbose=False), StageState(tmp_path, digest))
+        return runner.run("a", "stage a", compute=compute, load=lambda rec: rec["value"],
+                          files=(target,), record=lambda v: {"value": v})
+
+    assert run() == 7 and run() == 7 and len(calls) == 1  # second run: loaded
+    target.unlink()
+    assert run() == 7 and len(calls) == 2  # its file is gone: computed again
+    assert run("d2") == 7 and len(calls) == 3  # another configuration: computed again

@@ -35,6 +35,10 @@ def bench(
         None, "--networks",
         help="Networks to train once, comma-separated (default: rln,ddn,care; quick: rln); "
              "'none' for none."),
+    methods: str | None = typer.Option(
+        None, "--methods",
+        help="Registered restoration methods to compare, comma-separated (default: "
+             "raw,rl,wb-rl; see lucyd.methods.available_methods, e.g. rl-biggs, gaussian)."),
     steps: int | None = typer.Option(None, "--steps", min=1,
                                      help="Training steps of every network (equal budget)."),
     model: list[str] | None = typer.Option(
@@ -68,11 +72,14 @@ def bench(
             raise InputError(f"--networks: unknown network(s) {', '.join(unknown)}; available: "
                              f"{', '.join(available_networks())}")
     models = _parse_models(model)
+    chosen = (tuple(m.strip().lower() for m in methods.split(",") if m.strip())
+              if methods is not None else None)
     cfg = BenchConfig.preset(suite, quick, seed=seed, device=device, networks=nets,
-                             train_steps=steps, models=models or None)
+                             train_steps=steps, models=models or None, methods=chosen)
     parts = ["lucyd", "bench", "--suite", suite, "-o", str(out)] + (["--quick"] if quick else [])
     parts += ["--seed", str(seed)] + (["--device", device] if device != "auto" else [])
     parts += ["--networks", networks] if networks is not None else []
+    parts += ["--methods", methods] if methods is not None else []
     parts += ["--steps", str(steps)] if steps else []
     for m in model or []:
         parts += ["--model", m]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lucyd.boundaries import deconv_boundary
 from lucyd.deconv.backprojectors import (
     BACK_PROJECTORS,
     DEFAULT_ALPHA,
@@ -20,7 +21,7 @@ from lucyd.deconv.backprojectors import (
 from lucyd.deconv.backprojectors import (
     back_projector as build_back_projector,
 )
-from lucyd.deconv.engine import ACCELERATIONS, BOUNDARIES, Stats, estimate_memory, run_rl
+from lucyd.deconv.engine import ACCELERATIONS, Stats, estimate_memory, run_rl
 from lucyd.deconv.psfprep import crop_psf_for_job, resample_psf
 from lucyd.errors import InputError
 from lucyd.validation import as_image, as_psf, as_voxel_size
@@ -193,6 +194,7 @@ def deconvolve(
         al. (Nat. Biotechnol. 2020), built by :func:`lucyd.deconv.back_projector` with
         ``wb_alpha``, ``wb_beta``, ``wb_order``, ``wb_resolution``; 1–3 iterations suffice.
     boundary : {"non-circulant", "circulant", "zero"}
+        (``"linear"``, the forward model's name of ``"zero"``, is accepted: :mod:`lucyd.boundaries`.)
         ``"non-circulant"`` (default): linear convolution on the padded job, padding
         unobserved, Bertero weights. ``"circulant"``: FFT convolution on the image grid
         (wrap-around; for comparison). ``"zero"``: linear convolution with the estimate
@@ -315,7 +317,7 @@ def deconvolve(
         _check_choice(back_projector, BACK_PROJECTORS, "back_projector")
     elif not hasattr(back_projector, "shape"):
         raise InputError(f"back_projector: use one of {', '.join(BACK_PROJECTORS)} or an array")
-    _check_choice(boundary, BOUNDARIES, "boundary")
+    boundary = deconv_boundary(boundary)  # also accepts the forward spelling "linear"
     _check_choice(acceleration, ACCELERATIONS, "acceleration")
     if not (isinstance(tv, (int, float)) and math.isfinite(tv) and 0 <= tv < 1):
         raise InputError(f"tv: must be a number in [0, 1), got {tv!r}")

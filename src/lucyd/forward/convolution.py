@@ -15,8 +15,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lucyd.boundaries import forward_boundary
 from lucyd.device import resolve_device
-from lucyd.errors import InputError
 from lucyd.forward.fft import (
     centre_crop_or_pad,
     fast_shape,
@@ -58,7 +58,8 @@ def convolve(
         Kernel with the same dimensionality, centred at ``shape // 2``; any size
         (larger than the image is allowed for ``"linear"``).
     boundary : {"linear", "reflect", "circulant"}
-        Assumption about the object outside the field of view (see module docstring).
+        Assumption about the object outside the field of view (see module docstring;
+        ``"zero"``, deconvolution's name of ``"linear"``, is accepted: :mod:`lucyd.boundaries`).
     normalize_psf : bool
         Scale the PSF to sum 1 (the physical convention: blur conserves flux).
     device : str or torch.device
@@ -68,8 +69,7 @@ def convolve(
     -------
     ndarray (float32) when ``image`` is a numpy array, else a Tensor on ``device``.
     """
-    if boundary not in BOUNDARIES:
-        raise InputError(f"boundary: unknown value {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
+    boundary = forward_boundary(boundary)  # also accepts the deconv spelling "zero"
     return_numpy = not isinstance(image, torch.Tensor)
     img = as_image(image, name="image", dtype=np.float32)
     kernel = as_psf(psf, image_ndim=img.ndim, normalize=normalize_psf)

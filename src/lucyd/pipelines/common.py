@@ -15,28 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from lucyd.errors import InputError
 from lucyd.io.atomic import atomic_path
+from lucyd.metrics import evaluate, resolution
 
 #: environment variable that points at the real-data folder (``../shared/data/real``)
 REAL_DATA_ENV = "LUCYD_REAL_DATA"
 
 
-def repo_root() -> Path:
-    """The repository (or installation) root: ``src/lucyd/pipelines`` -> three levels up."""
-    return Path(__file__).resolve().parents[3]
+def real_data_dir(folder: str | Path | None = None) -> Path:
+    """Folder of the real microscopy data: ``folder``, else ``$LUCYD_REAL_DATA``, else
+    ``../shared/data/real`` relative to the current working directory (the project layout:
+    commands are run from the project root, the shared data beside it).
 
-
-def real_data_dir() -> Path:
-    """Folder of the real microscopy data: ``$LUCYD_REAL_DATA`` or ``<repo>/../shared/data/real``.
-
-    The folder may not exist (a fresh install): callers check and skip with a message.
+    Nothing here depends on where lucyd is installed. The folder may not exist (a fresh
+    install): callers check and skip with a message naming this folder and how to set it.
     """
+    if folder is not None:
+        return Path(folder).expanduser()
     env = os.environ.get(REAL_DATA_ENV)
     if env:
         return Path(env).expanduser()
-    return repo_root().parent / "shared" / "data" / "real"
+    return Path.cwd().parent / "shared" / "data" / "real"
 
 
 def child_seeds(seed: int, names: list[str]) -> dict[str, int]:
@@ -98,8 +100,6 @@ class Stages:
         self.times: dict[str, float] = {}
         self._console = None
         if verbose:
-            from rich.console import Console
-
             self._console = Console(file=sys.stderr, highlight=False)
 
     def say(self, text: str) -> None:
@@ -159,6 +159,69 @@ class StageState:
         return dict(self.records.get(stage, {}))
 
 
+class StageRunner:
+    """Runs the stages of a resumable pipeline from declarations (:class:`Stages` messages,
+    :class:`StageState` records): a finished stage whose files exist is *loaded*, any other
+    is *computed* and recorded.
+    """
+
+    def __init__(self, stages: Stages, state: StageState):
+        self.stages = stages
+        self.state = state
+
+    def run(self, key: str, text: str, *, compute, load=None, files=(), record=None):
+        """Run stage ``key`` and return its value.
+
+        Parameters
+        ----------
+        key, text : str
+            State key and message of the stage.
+        compute : callable
+            ``compute() -> value``: does the work and writes ``files``.
+        load : callable, optional
+            ``load(record) -> value`` for a finished stage (``record`` the dict saved by
+            ``record``); None: the stage has no value to reload (returns None).
+        files : sequence of Path
+            Outputs that must still exist for the stage to count as finished.
+        record : callable, optional
+            ``record(value) -> dict`` saved with the stage (timings, small facts).
+        """
+        done = self.state.done(key, *files)
+        with self.stages.stage(key, text, skipped=done):
+            if done:
+                return load(self.state.get(key)) if load is not None else None
+            value = compute()
+            self.state.record(key, **(record(value) if record is not None else {}))
+            return value
+
+
+def timed(func, *args, **kwargs) -> tuple[np.ndarray, float]:
+    """``(float32 result, seconds)`` of one call of ``func`` (wall clock, ``perf_counter``)."""
+    t0 = time.perf_counter()
+    out = func(*args, **kwargs)
+    return np.asarray(out, dtype=np.float32), time.perf_counter() - t0
+
+
+def repeat_time(func, repeats: int, *, reduce: str = "median", sync=None) -> float:
+    """Seconds per call of ``func()`` over ``repeats`` runs after one warm-up run.
+
+    ``reduce``: ``"median"`` or ``"min"`` (the best run: least disturbed by other load).
+    ``sync``: called after each run before the clock stops (e.g. ``torch.cuda.synchronize``).
+    """
+    if reduce not in ("median", "min"):
+        raise InputError(f"reduce: expected 'median' or 'min', got {reduce!r}")
+    sync = sync or (lambda: None)
+    func()  # warm-up (allocations, kernel selection, caches)
+    sync()
+    times = []
+    for _ in range(max(1, int(repeats))):
+        t0 = time.perf_counter()
+        func()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) if reduce == "median" else min(times))
+
+
 def check_out_dir(out_dir: str | Path) -> Path:
     """Create ``out_dir`` (a folder) or raise :class:`InputError` when it is a file."""
     out = Path(out_dir)
@@ -174,8 +237,6 @@ def resolution_summary(image: np.ndarray, voxel_size) -> dict[str, Any]:
     Returns ``{"frc_um", "frc_status", "decorr_um", "decorr_status"}`` (µm; NaN when
     unmeasurable; status ``"ok"``, ``"nyquist"`` (upper bound) or ``"no-correlation"``).
     """
-    from lucyd.metrics import resolution
-
     out: dict[str, Any] = {}
     for key, method in (("frc", "frc"), ("decorr", "decorrelation")):
         try:
@@ -192,8 +253,6 @@ def resolution_summary(image: np.ndarray, voxel_size) -> dict[str, Any]:
 def quality(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """PSNR / SSIM / NRMSE of ``pred`` against ``gt`` by :func:`lucyd.metrics.evaluate`
     (percentile-normalised ground truth, affinely fitted prediction; Weigert et al. 2018)."""
-    from lucyd.metrics import evaluate
-
     return {k: float(v) for k, v in evaluate(pred, gt).items()}
 
 

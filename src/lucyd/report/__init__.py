@@ -8,11 +8,15 @@
 * :func:`write_html_report` — one HTML file with every image embedded.
 * :func:`format_table`, :func:`print_metrics_table` — tables for the terminal.
 
-Figures use matplotlib's Agg canvas directly (no display, no pyplot state).
+Figures use matplotlib's Agg canvas directly (no display, no pyplot state). Modules:
+``canvas`` (figure basics), ``panels`` (image panels), ``plots`` (curves, bars, tables),
+``display`` (display ranges, scale bars), ``html``, ``tables``; ``figures`` re-exports the
+figure functions under their pre-split module name.
 """
 
 from __future__ import annotations
 
+from lucyd.report.canvas import figure_to_data_uri, new_figure, save_figure
 from lucyd.report.display import (
     DEFAULT_PERCENTILES,
     brightest_index,
@@ -23,17 +27,9 @@ from lucyd.report.display import (
     shared_display_range,
     view_extents,
 )
-from lucyd.report.figures import (
-    describe_panel_figure,
-    figure_to_data_uri,
-    new_figure,
-    panel_figure,
-    save_bar_or_table_figure,
-    save_figure,
-    save_line_plot,
-    save_panel_figure,
-)
 from lucyd.report.html import ReportSection, render_html_report, write_html_report
+from lucyd.report.panels import describe_panel_figure, panel_figure, save_panel_figure
+from lucyd.report.plots import save_bar_or_table_figure, save_line_plot
 from lucyd.report.tables import format_table, format_value, print_metrics_table
 
 __all__ = [

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lucyd import __version__
 from lucyd.errors import InputError
 from lucyd.io.atomic import atomic_path
 from lucyd.report.figures import image_bytes
@@ -229,8 +230,6 @@ def render_html_report(
     generated: _dt.datetime | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_html_report`)."""
-    from lucyd import __version__
-
     secs = [_as_section(s) for s in sections]
     when = (generated or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     out = [

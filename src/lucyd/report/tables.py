@@ -7,6 +7,8 @@ import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from lucyd.errors import InputError
 
@@ -195,9 +197,6 @@ def print_metrics_table(
     rich.table.Table
         The table that was printed.
     """
-    from rich.console import Console
-    from rich.table import Table
-
     cols, data = normalize_rows(rows, columns)
     table = Table(title=title)
     for c in cols:
