@@ -105,8 +105,8 @@ def run_case(name: str, steps: int | None, cache: str) -> dict | None:
         "rl_fixed": {"psnr": curve_psnr[FIXED_RL - 1], "ssim": curve_ssim[FIXED_RL - 1]},
         "rl_oracle": {"psnr": max(curve_psnr), "ssim": curve_ssim[int(np.argmax(curve_psnr))],
                       "iterations": int(np.argmax(curve_psnr)) + 1},
-        "rl_calibrated": {**evaluate(res.candidates["rl"], d["gt"]),
-                          "iterations": res.record["model"]["rl_iterations"]},
+        "rl_discrepancy": {**evaluate(res.candidates["rl"], d["gt"]),
+                          "iterations": res.record["rl"]["iterations"]},
         "network": evaluate(res.candidates["network"], d["gt"]),
         "restore": evaluate(res.image, d["gt"]),
         "chosen": res.record["chosen"],
@@ -138,7 +138,7 @@ def real_check(name: str, cache: str, steps: int | None) -> dict | None:
     f20 = data_fidelity(rl20, raw_e, p / p.sum(), read_noise_e=noise["read_noise_e"]).as_dict()
     row = {"case": name, "chosen": res.record["chosen"], "rl_fixed_check": f20,
            "physics_check": res.record["physics_check"], "calibration": res.record["calibration"],
-           "rl_iterations": res.record["model"]["rl_iterations"],
+           "rl_iterations": res.record["rl"]["iterations"],
            "mean_counts": {"raw_above_dark": float(np.mean(image - noise["dark_level"])),
                            "restored": float(np.mean(res.image))}}
     print(json.dumps(row, default=float), flush=True)

@@ -32,7 +32,7 @@ def _print_summary(paths, records) -> None:
                    f"bright level {cal['peak_e']:.3g} e-, structure share "
                    f"{rec['calibration']['foreground_fraction']:.3f}")
         typer.echo(f"  model: {'reused' if model['reused'] else 'trained'} ({model['cache']}), "
-                   f"RL {model['rl_iterations']} iterations, {model['steps']} training steps")
+                   f"RL {rec['rl']['iterations']} iterations (discrepancy principle), {model['steps']} training steps")
         verdict = rec.get("physics_check", {}).get("verdict")
         if verdict:
             typer.echo(f"  physics check: {verdict}")

@@ -33,7 +33,7 @@ FOREGROUND_LEVEL = 0.2
 #: density factors (``phantom(..., density=)``) between which the specimen's is searched
 DENSITY_RANGE = (0.03, 8.0)
 #: kinds of phantom in a calibrated training set, with their share
-TRAINING_KINDS = (("mixed", 0.5), ("granules", 0.25), ("tubules", 0.25))
+TRAINING_KINDS = (("mixed", 0.4), ("nuclei", 0.2), ("granules", 0.2), ("tubules", 0.2))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The built-in sample of ``lucyd restore --sample``: a synthetic widefield specimen with its truth.
 
-Nuclei (a kind the restore networks never train on) imaged through a Born–Wolf widefield
+Nuclei (one of the four phantom kinds restore trains on, another seed) imaged through a Born–Wolf widefield
 PSF (NA 1.4 oil, 520 nm, voxel 0.2 × 0.1 × 0.1 µm) with Poisson noise at about 2 photons per
 phantom unit, 1.5 e⁻ read noise, gain 2 counts/e⁻ and a 100-count camera offset: a dim,
 dense specimen as a camera records it.
