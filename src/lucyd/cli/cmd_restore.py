@@ -26,13 +26,15 @@ def parse_duration(text: str) -> float:
 def _print_summary(paths, records) -> None:
     for path, rec in zip(paths, records, strict=True):
         cal = rec["calibration"]["noise"]
-        model = rec["model"]
+        model = rec.get("model")
         typer.echo(f"{path}: {rec['chosen']} ({rec['why']})")
         typer.echo(f"  noise: gain {cal['gain']:.3g} counts/e-, read noise {cal['read_noise_e']:.3g} e-, "
                    f"bright level {cal['peak_e']:.3g} e-, structure share "
                    f"{rec['calibration']['foreground_fraction']:.3f}")
-        typer.echo(f"  model: {'reused' if model['reused'] else 'trained'} ({model['cache']}), "
-                   f"RL {rec['rl']['iterations']} iterations (discrepancy principle), {model['steps']} training steps")
+        typer.echo(f"  RL: {rec['rl']['iterations']} iterations (discrepancy principle)")
+        if model:
+            typer.echo(f"  model: {'reused' if model['reused'] else 'trained'} ({model['cache']}), "
+                       f"{model['steps']} training steps")
         verdict = rec.get("physics_check", {}).get("verdict")
         if verdict:
             typer.echo(f"  physics check: {verdict}")

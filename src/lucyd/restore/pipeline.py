@@ -41,7 +41,13 @@ from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
 from lucyd.metrics.fidelity import calibrate_flux, compare_fidelity, data_fidelity
-from lucyd.restore.calibration import Calibration, calibrate, calibrated_pairs, plan_training_set
+from lucyd.restore.calibration import (
+    Calibration,
+    calibrate,
+    calibrated_pairs,
+    plan_training_set,
+    specimen_pairs,
+)
 from lucyd.validation import as_image
 
 #: bump when the recipe changes, so cached models of an older recipe are not reused
@@ -68,6 +74,10 @@ class RestoreConfig(JobConfig):
         Wall-time cap on training (seconds); the steps are the budget, this is a safety net.
     n_train : int
         Synthetic training volumes (2D: images).
+    specimen_share : float
+        Share of the training pairs whose objects are crops of the specimen's own
+        Richardson–Lucy estimate (:func:`lucyd.restore.calibration.specimen_pairs`); the rest
+        are phantoms. 0 trains on phantoms only.
     train_shape : tuple of int
         Largest synthetic volume (z, y, x) / image (y, x); clipped to the specimen's shape.
     photons, density : float, optional
@@ -86,6 +96,7 @@ class RestoreConfig(JobConfig):
     steps: int | None = Field(None, ge=1)
     budget_s: float = Field(600.0, gt=0, allow_inf_nan=False)
     n_train: int = Field(12, ge=2)
+    specimen_share: float = Field(0.5, ge=0, le=1, allow_inf_nan=False)
     train_shape: tuple[int, ...] = (32, 96, 96)
     photons: float | None = Field(None, gt=0, allow_inf_nan=False)
     density: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False)
@@ -125,7 +136,7 @@ def model_key(psf: np.ndarray, calibration: Calibration, config: RestoreConfig) 
     h.update(np.ascontiguousarray(psf, np.float32).tobytes())
     h.update(repr(psf.shape).encode())
     recipe = (RECIPE_VERSION, calibration.key(), config.steps, config.n_train, tuple(config.train_shape),
-              config.seed)
+              config.seed, config.specimen_share)
     h.update(repr(recipe).encode())
     return h.hexdigest()[:16]
 
@@ -238,34 +249,38 @@ def _network_config(ndim: int, steps: int, config: RestoreConfig, shape: tuple[i
 
 
 def prepare_restore_model(psf: np.ndarray, calibration: Calibration, image_shape: tuple[int, ...],
-                          config: RestoreConfig, folder: Path, *, train_network: bool = True) -> dict:
-    """Make the calibrated synthetic set, choose the RL count, train the network into ``folder``.
+                          config: RestoreConfig, folder: Path, *,
+                          specimen_estimate: np.ndarray | None = None) -> dict:
+    """Make the calibrated training set and train the refining network into ``folder/model``.
 
-    Returns the model's description (``restore.json`` in the folder): RL count, PSNR curve,
-    training-set plan, steps (``steps`` is 0 and no network is trained when ``train_network``
-    is false; a later call with it true adds the network).
+    Pairs: phantoms matched to ``calibration`` and, when ``specimen_estimate`` is given, a
+    ``config.specimen_share`` of pairs made from it (:func:`specimen_pairs`). Each pair's
+    input is its discrepancy-principle RL estimate. Returns the description written to
+    ``folder/restore.json`` (plan, pair counts, RL counts, steps).
     """
     from lucyd.train import train
 
     ndim = len(image_shape)
     steps = config.steps or default_steps(ndim)
-    plan = plan_training_set(calibration, psf, image_shape, n=config.n_train, seed=config.seed,
+    n_specimen = int(round(config.specimen_share * config.n_train)) if specimen_estimate is not None else 0
+    plan = plan_training_set(calibration, psf, image_shape, n=config.n_train - n_specimen, seed=config.seed,
                              max_shape=tuple(config.train_shape) if ndim == 3 else (256, 256))
     pairs = list(calibrated_pairs(plan, calibration, psf))
+    if n_specimen:
+        pairs += list(specimen_pairs(specimen_estimate, psf, calibration, n=n_specimen, seed=config.seed,
+                                     shape=plan.shape))
     counts = []
-    info = {"plan": plan.as_dict(),
-            "steps": steps if train_network else 0, "recipe_version": RECIPE_VERSION,
-            "calibration": calibration.as_dict()}
-    if train_network:
-        with tempfile.TemporaryDirectory(prefix="lucyd-restore-") as tmp:
-            data = Path(tmp)
-            for name, raw, gt in pairs:
-                rl, rl_info = discrepancy_rl(raw, psf, calibration.noise.read_noise_e)
-                counts.append(rl_info["iterations"])
-                write_image(data / "raw" / f"{name}.tif", rl)
-                write_image(data / "gt" / f"{name}.tif", gt)
-            train(_network_config(ndim, steps, config, plan.shape), data, folder / "model", overwrite=True)
-        info["training_rl_iterations"] = counts
+    info = {"plan": plan.as_dict(), "specimen_pairs": n_specimen, "steps": steps,
+            "recipe_version": RECIPE_VERSION, "calibration": calibration.as_dict()}
+    with tempfile.TemporaryDirectory(prefix="lucyd-restore-") as tmp:
+        data = Path(tmp)
+        for name, raw, gt in pairs:
+            rl, rl_info = discrepancy_rl(raw, psf, calibration.noise.read_noise_e)
+            counts.append(rl_info["iterations"])
+            write_image(data / "raw" / f"{name}.tif", rl)
+            write_image(data / "gt" / f"{name}.tif", gt)
+        train(_network_config(ndim, steps, config, plan.shape), data, folder / "model", overwrite=True)
+    info["training_rl_iterations"] = counts
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "restore.json") as tmp_json:
         tmp_json.write_text(json.dumps(info, indent=2))
@@ -324,23 +339,22 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     raw_e = noise.to_electrons(img)
     record: dict = {"config": cfg.model_dump(mode="json"), "calibration": calibration.as_dict(),
                     "image_shape": list(img.shape), "voxel_size": None if voxel_size is None else list(voxel_size)}
-    model_cal = model_calibration or calibration
-    # the RL count comes from the same calibrated synthetic set, so even method="rl" needs it
-    key = model_key(p, model_cal, cfg)
-    folder = cache_root(cfg.cache_dir) / key
-    done = folder / "restore.json"
-    need_network = cfg.method != "rl"
-    if done.is_file() and (not need_network or (folder / "model" / "model.json").is_file()):
-        info = json.loads(done.read_text())
-        record["model"] = {"cache": str(folder), "reused": True}
-    else:
-        t = time.perf_counter()
-        info = prepare_restore_model(p, model_cal, img.shape, cfg, folder, train_network=need_network)
-        record["model"] = {"cache": str(folder), "reused": False,
-                           "train_seconds": round(time.perf_counter() - t, 1)}
-    record["model"].update({k: info[k] for k in ("steps", "plan")})
     rl, rl_info = discrepancy_rl(raw_e, p, noise.read_noise_e, progress=progress)
     record["rl"] = {**rl_info, "rule": "discrepancy principle: first iteration with voxel χ² ≤ 1"}
+    model_cal = model_calibration or calibration
+    need_network = cfg.method != "rl"
+    if need_network:
+        key = model_key(p, model_cal, cfg)
+        folder = cache_root(cfg.cache_dir) / key
+        if (folder / "restore.json").is_file() and (folder / "model" / "model.json").is_file():
+            info = json.loads((folder / "restore.json").read_text())
+            record["model"] = {"cache": str(folder), "reused": True}
+        else:
+            t = time.perf_counter()
+            info = prepare_restore_model(p, model_cal, img.shape, cfg, folder, specimen_estimate=rl)
+            record["model"] = {"cache": str(folder), "reused": False,
+                               "train_seconds": round(time.perf_counter() - t, 1)}
+        record["model"].update({k: info.get(k) for k in ("steps", "plan", "specimen_pairs")})
     candidates = {"rl": rl}
     if need_network:
         from lucyd.train import load_model
