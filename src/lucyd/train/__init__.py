@@ -9,7 +9,7 @@
   ``laplace_nll``, ``ddn``).
 """
 
-from lucyd.train.config import MODEL_DEFAULTS, TrainConfig
+from lucyd.train.config import TrainConfig, network_recipe
 from lucyd.train.losses import LOSSES, get_loss, register_loss
 from lucyd.train.model import (
     FORMAT_VERSION,
@@ -23,7 +23,7 @@ from lucyd.train.trainer import recalibrate_batch_norm, train
 
 __all__ = [
     "TrainConfig",
-    "MODEL_DEFAULTS",
+    "network_recipe",
     "train",
     "recalibrate_batch_norm",
     "load_model",

@@ -9,14 +9,12 @@ Register a new one with ``@register_loss("name")``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from lucyd.errors import InputError
-
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+from lucyd.nets.registry import LossFn
 
 #: registered losses by name
 LOSSES: dict[str, LossFn] = {}
@@ -42,44 +40,22 @@ def register_loss(name: str):
     return decorator
 
 
-def _network_loss(key: str) -> LossFn | None:
-    """A loss defined beside a network: ``lucyd.nets.<key>.<key>_loss(pred, target, x)``."""
-    import importlib
-
-    if not key.isidentifier():
-        return None
-    try:
-        module = importlib.import_module(f"lucyd.nets.{key}")
-    except ImportError:
-        return None
-    fn = getattr(module, f"{key}_loss", None)
-    if not callable(fn):
-        return None
-
-    def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
-        out = net(x)
-        return fn(out, y, x), out[:, :1]
-
-    loss.__doc__ = fn.__doc__
-    return loss
-
-
 def get_loss(name: str) -> LossFn:
     """The loss registered as ``name``; :class:`InputError` listing the choices otherwise.
 
-    Besides :data:`LOSSES`, a network module may define its own loss as
-    ``lucyd.nets.<name>.<name>_loss(pred, target, x) -> scalar`` (e.g. ``rbcr``); it is
-    wrapped and registered on first use.
+    Besides :data:`LOSSES`, a network's :class:`~lucyd.nets.NetworkSpec` may carry losses of its
+    own (``losses={"rbcr": ...}``), found here by name.
     """
+    from lucyd.nets import all_specs
+
     key = str(name).lower()
-    if key not in LOSSES:
-        fn = _network_loss(key)
-        if fn is None:
-            raise InputError(
-                f"loss: unknown loss {name!r}; available: {', '.join(sorted(LOSSES))}"
-            )
-        LOSSES[key] = fn
-    return LOSSES[key]
+    if key in LOSSES:
+        return LOSSES[key]
+    for spec in all_specs():
+        if key in spec.losses:
+            return spec.losses[key]
+    names = sorted(set(LOSSES).union(*(spec.losses for spec in all_specs())))
+    raise InputError(f"loss: unknown loss {name!r}; available: {', '.join(names)}")
 
 
 def _global_ssim(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
