@@ -18,7 +18,7 @@ from lucyd.io import ImageMetadata, read_image, write_image
 from lucyd.train import TrainConfig, load_model, predict_file, train
 from lucyd.train.data import PatchSampler, TrainImage, prepare_images, split_validation
 from lucyd.train.losses import get_loss
-from lucyd.train.model import RestorationModel
+from lucyd.train.model import IncompleteModelWarning, RestorationModel
 
 
 def _pair(rng, shape, sigma=1.5):
@@ -259,7 +259,7 @@ def test_train_writes_model_folder_and_predicts(data2d, tmp_path):
     assert info["provenance"]["dataset"] == {"kind": "test", "n": 3}
     assert info["provenance"]["split"]["mode"] == "images"
     assert info["normalization"]["percentiles"] == [0.01, 99.5]
-    assert info["training"]["steps_done"] == 4 and info["training"]["status"] == "done"
+    assert info["training"]["steps_done"] == 4 and info["training"]["status"] == "complete"
     cfg = TrainConfig.load(out / "config.json")
     assert cfg.lr == 0.015 and cfg.ndim == 2  # resolved values saved
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -309,7 +309,8 @@ def test_interrupted_checkpoint_write_keeps_best(data2d, tmp_path, monkeypatch):
     after = torch.load(out / "best.pt", weights_only=True)
     assert after["step"] == before["step"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
-    load_model(out)
+    with pytest.warns(IncompleteModelWarning, match="interrupted"):
+        load_model(out)
 
 
 def test_early_stopping(data2d, tmp_path):
@@ -323,7 +324,8 @@ def test_early_stopping(data2d, tmp_path):
     )
     out = train(cfg, data2d, tmp_path / "m")
     info = json.loads((out / "model.json").read_text())
-    assert info["training"]["status"] == "early-stopped"
+    assert info["training"]["status"] == "complete"
+    assert info["training"]["stop_reason"] == "early-stopped"
     assert info["training"]["steps_done"] == 3 and info["training"]["best_step"] == 1
 
 
@@ -347,12 +349,12 @@ def test_bad_training_input(tmp_path, data2d):
 
 
 def test_train_with_local_ssim_loss(data2d, tmp_path):
-    """rln_local trains like rln: same network, same model folder, finite validation losses."""
+    """rln_local trains like rln: same network, same model folder, finite validation scores."""
     out = train(_cfg(loss="rln_local", steps=6, val_interval=3), data2d, tmp_path / "m")
     assert TrainConfig.load(out / "config.json").loss == "rln_local"
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     vals = [r for r in log if r["kind"] == "val"]
-    assert len(vals) == 2 and all(np.isfinite(r["val_loss"]) for r in vals)
+    assert len(vals) == 2 and all(np.isfinite(r["val_psnr"]) for r in vals)
     assert load_model(out).predict(read_image(data2d / "raw" / "0000.tif")[0]).shape == (48, 48)
 
 
@@ -470,8 +472,29 @@ def test_tiled_equals_whole_3d_and_predict_file(data3d, tmp_path):
     res, meta = read_image(dst)
     assert res.dtype == np.float32 and meta.voxel_size == pytest.approx((0.3, 0.13, 0.13))
     assert np.abs(res - whole).max() <= 1e-4 * np.abs(whole).max()
-    with pytest.raises(InputError, match="3D"):
-        m.predict(np.zeros((8, 8), np.float32))
+    with pytest.raises(InputError, match="3D images but the input is 4D"):
+        m.predict(np.zeros((2, 2, 8, 8), np.float32))
+    with pytest.raises(InputError, match="restore it plane by plane"):  # a 2D model, a volume
+        _identity_model(ndim=2).predict(img)
+
+
+def test_3d_model_restores_a_2d_image_as_a_single_plane_volume(data3d, tmp_path):
+    """A 2D image through a 3D model = the plane mirrored to the z multiple (2), restored, plane 0."""
+    m = load_model(train(_cfg(patch=(8, 16, 16), steps=1, batch=1), data3d, tmp_path / "m3"))
+    rng = np.random.default_rng(3)
+    plane = rng.poisson(80, (20, 100)).astype(np.float32)
+    with pytest.warns(UserWarning, match="single-plane"):
+        pred = m.predict(plane)
+    assert pred.shape == plane.shape and pred.dtype == np.float32
+    # independent route: the two-plane volume, normalised with the plane's own percentiles
+    norm_in, norm_out = m.normalizers(plane)
+    with torch.no_grad():
+        out = m.net(torch.from_numpy(norm_in.apply(np.stack([plane, plane]))[None, None]))
+    expected = norm_out.invert(out[0, 0, 0].numpy())
+    assert np.abs(pred - expected).max() <= 1e-5 * np.abs(expected).max()
+    with pytest.warns(UserWarning, match="single-plane"):
+        tiled = m.predict(plane, tile_shape=(20, 48), overlap=(4, 4))
+    assert np.abs(tiled - pred).max() <= 1e-4 * np.abs(pred).max()
 
 
 # ------------------------------------------------------------------ CLI

@@ -60,6 +60,7 @@ def train_cmd(
     --ensemble K, one such folder per member (Lakshminarayanan et al. 2017).
     """
     from lucyd.train import TrainConfig, train
+    from lucyd.train.card import ModelCard
 
     kwargs = {}
     if net_kwargs:
@@ -97,13 +98,16 @@ def train_cmd(
                    f"{seed + ensemble - 1}) -> {out}")
         return
     out = train(config, data, output, resume=resume, overwrite=overwrite)
-    info = json.loads((out / "model.json").read_text())
-    summary = info.get("training", {})
-    best = summary.get("best_val_psnr")
+    card = ModelCard.read(out)
+    t = card.training
     extra = (
-        f", best validation PSNR {best:.2f} dB at step {summary.get('best_step')}" if best else ""
+        f", best validation PSNR {t.best_val_psnr:.2f} dB at step {t.best_step}"
+        if t.best_val_psnr is not None
+        else ""
     )
     typer.echo(
-        f"trained {info['network']['name']} ({info['network']['parameters']} parameters) "
-        f"for {summary.get('steps_done')} steps{extra} -> {out}"
+        f"trained {card.network.name} ({card.network.parameters} parameters) "
+        f"for {t.steps_done} steps{extra} -> {out}"
     )
+    if not card.complete:
+        typer.echo(f"warning: {card.incomplete_message(out)}", err=True)

@@ -84,11 +84,13 @@ def with_default_loss(config):
 # ---------------------------------------------------------------------------- training
 
 def _member_done(folder: Path) -> bool:
+    from lucyd.errors import LucydError
+    from lucyd.train.card import ModelCard
+
     try:
-        info = json.loads((folder / "model.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return ModelCard.read(folder).complete
+    except LucydError:
         return False
-    return info.get("training", {}).get("status") in ("done", "early-stopped")
 
 
 def _write_json(path: Path, data: dict) -> None:
