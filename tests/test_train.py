@@ -671,3 +671,157 @@ def test_short_rln_training_eval_mode_matches_batch_statistics(tmp_path):
     scores = [(evaluate(model.predict(p.raw, device="cpu", progress=False), p.gt)["psnr"],
                evaluate(p.raw, p.gt)["psnr"]) for p in pairs]
     assert np.mean([s[0] for s in scores]) > np.mean([s[1] for s in scores]) + 2.0  # +4.8 dB (+0.5 without)
+
+
+# ------------------------------------------------------------------ validation, flux, status
+
+
+def test_validation_psnr_tracks_test_psnr(tmp_path):
+    """Validation scores held-out images like the test does: it rises with training and sits
+    near the PSNR of fresh test images (evaluate: percentile-normalised gt, affine fit)."""
+    from lucyd.metrics import evaluate
+
+    data = _dataset(tmp_path / "d", (64, 64), n=6, seed=4)
+    test = [_pair(np.random.default_rng(100 + i), (64, 64)) for i in range(3)]
+    cfg = _cfg(steps=2, val_interval=2, val_fraction=0.34, patch=(32, 32), batch=4, val_patches=4)
+    val, tst = [], []
+    for steps in (2, 60):
+        out = train(cfg.model_copy(update={"steps": steps, "val_interval": min(steps, 40)}),
+                    data, tmp_path / f"m{steps}")
+        last = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()][-1]
+        assert last["kind"] == "val" and last["step"] == steps
+        val.append(last["val_psnr"])
+        m = load_model(out, weights="last")
+        tst.append(np.mean([evaluate(m.predict(raw), gt)["psnr"] for raw, gt in test]))
+    assert val[1] > val[0] + 1.0 and tst[1] > tst[0] + 1.0  # both see the improvement
+    assert abs(val[0] - tst[0]) < 2.0 and abs(val[1] - tst[1]) < 2.0  # and agree with the test
+
+
+class _Oracle(nn.Module):
+    """A perfect network: outputs the target normalised as in training, whatever the input."""
+
+    size_multiple = 1
+
+    def __init__(self, gt_n):
+        super().__init__()
+        self.gt_n = torch.from_numpy(gt_n)
+
+    def forward(self, x):
+        return self.gt_n[None, None].clone()
+
+
+def test_predictions_keep_the_flux_of_the_input():
+    """A network that restores the target exactly gives an output whose background-subtracted
+    sum is the input's (the gt carries the raw's flux), not a copy dimmed into the input's range."""
+    from lucyd.normalization import Normalizer
+    from lucyd.train.data import target_scale_ratio
+
+    pct = (0.01, 99.5)
+    rng = np.random.default_rng(0)
+    train_pairs = [_pair(rng, (128, 128)) for _ in range(6)]
+    ranges = [(Normalizer.fit(r, pct), Normalizer.fit(g, pct)) for r, g in train_pairs]
+    ratio = target_scale_ratio(((a.lo, a.hi), (b.lo, b.hi)) for a, b in ranges)
+    assert ratio > 1.5  # the sharp target has brighter peaks than the blurred raw
+    raw, gt = _pair(np.random.default_rng(50), (128, 128))
+    assert abs(raw.sum() - gt.sum()) < 0.01 * gt.sum()  # blur and noise keep the flux
+    info = {
+        "network": {"name": "oracle", "ndim": 2, "receptive_radius": [0, 0]},
+        "normalization": {"percentiles": list(pct), "target_scale_ratio": ratio},
+    }
+    model = RestorationModel(_Oracle(Normalizer.fit(gt, pct).apply(gt, clip=True)), info)
+    pred = model.predict(raw)
+
+    raw_flux = float(np.sum(raw - 10.0))  # _pair's background is 10 in gt and raw
+
+    def flux(a):
+        return float(np.sum(a - a.min()))  # the output's background is its minimum (gt's 10)
+
+    assert abs(flux(pred) - raw_flux) < 0.05 * raw_flux
+    old = RestorationModel(model.net, {**info, "normalization": {"percentiles": list(pct)}})
+    assert old.output_ratio == 1.0  # the mapping into the input's range alone loses the flux
+    assert flux(old.predict(raw)) < 0.8 * raw_flux
+
+
+def test_interrupted_training_is_marked_and_warned(data2d, tmp_path, monkeypatch):
+    import lucyd.train.trainer as tr
+
+    seen = {}
+    real_step = tr._Run.train_step
+
+    def step_then_stop(self):
+        if self.step == 3:  # after the checkpoint at step 2: what a killed process leaves
+            seen.update(json.loads((self.model_dir / "model.json").read_text())["training"])
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(tr._Run, "train_step", step_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(steps=6), data2d, tmp_path / "m")
+    assert seen["status"] == "running" and seen["steps_done"] == 2  # current at the checkpoint
+    info = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert info["status"] == "interrupted" and info["steps_done"] == 2
+    assert info["stop_reason"] == "KeyboardInterrupt"
+    with pytest.warns(IncompleteModelWarning, match="after 2 of 6 steps"):
+        model = load_model(tmp_path / "m")
+    raw = read_image(data2d / "raw" / "0000.tif")[0]
+    model._warned = False
+    with pytest.warns(IncompleteModelWarning):
+        model.predict(raw)
+    monkeypatch.undo()
+    out = train(_cfg(steps=6), data2d, tmp_path / "m", resume=True)
+    assert json.loads((out / "model.json").read_text())["training"]["status"] == "complete"
+
+
+def test_folder_killed_before_its_first_checkpoint_restarts(data2d, tmp_path, monkeypatch):
+    import lucyd.train.trainer as tr
+
+    def die(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr._Run, "train_step", die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(steps=4), data2d, tmp_path / "m")
+    assert not (tmp_path / "m" / "last.pt").exists()
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["training"]["status"] == "running"
+    monkeypatch.undo()
+    out = train(_cfg(steps=4), data2d, tmp_path / "m")  # no overwrite needed
+    assert json.loads((out / "model.json").read_text())["training"]["steps_done"] == 4
+
+
+def test_legacy_model_json_status_loads():
+    from lucyd.train.card import ModelCard
+
+    base = {"network": {"name": "rln", "ndim": 2}, "normalization": {"percentiles": [1, 99]}}
+    for old, (status, reason) in {
+        "done": ("complete", "steps"),
+        "early-stopped": ("complete", "early-stopped"),
+        "time-limit": ("interrupted", "time-limit"),
+        "running": ("running", None),
+    }.items():
+        card = ModelCard.from_dict({**base, "training": {"status": old, "steps_done": 3}})
+        assert (card.training.status, card.training.stop_reason) == (status, reason)
+    ranges = [{"name": "a", "raw": [0, 10], "gt": [0, 40]}, {"name": "b", "raw": [0, 10], "gt": [0, 10]}]
+    card = ModelCard.from_dict({**base, "normalization": {"percentiles": [1, 99], "training_images": ranges}})
+    assert card.normalization.output_ratio() == pytest.approx(2.0)  # geometric mean of 4 and 1
+
+
+def test_cli_train_recipe_options(data2d, tmp_path):
+    from lucyd.cli.main import app
+
+    model = tmp_path / "cli"
+    args = ["train", "--data", str(data2d), "-o", str(model), "--steps", "2", "--patch", "16,16",
+            "--batch", "2", "--device", "cpu", "--val-interval", "2", "--lr", "0.01",
+            "--schedule", "exp", "--lr-decay", "0.9", "--lr-decay-steps", "300",
+            "--val-patches", "3", "--threads", "1", "--loss", "rln_local", "--ndim", "2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    cfg = TrainConfig.load(model / "config.json")
+    assert (cfg.lr, cfg.schedule, cfg.lr_decay, cfg.lr_decay_steps) == (0.01, "exp", 0.9, 300)
+    assert (cfg.val_patches, cfg.threads, cfg.loss, cfg.ndim) == (3, 1, "rln_local", 2)
+
+
+def test_2d_model_trains_on_the_planes_of_volumes(data3d, tmp_path):
+    out = train(_cfg(ndim=2, patch=(16, 16), steps=2), data3d, tmp_path / "m")
+    m = load_model(out)
+    assert m.ndim == 2 and m.voxel_size == (0.13, 0.13)
+    assert m.predict(read_image(data3d / "raw" / "0000.tif")[0][3]).shape == (24, 24)

@@ -26,6 +26,20 @@ def train_cmd(
         None, help="Patches per step (default: the network's, RLN 4)."
     ),
     lr: float | None = typer.Option(None, help="Initial learning rate (RLN: 0.015)."),
+    schedule: str | None = typer.Option(
+        None, help="Learning-rate schedule: exp, plateau, quarter or constant (RLN: exp)."
+    ),
+    lr_decay: float | None = typer.Option(
+        None, "--lr-decay", help="Schedule factor (RLN: 0.95 per --lr-decay-steps)."
+    ),
+    lr_decay_steps: int | None = typer.Option(
+        None, "--lr-decay-steps",
+        help="exp: steps per decay factor (RLN: 600); plateau: validations without improvement.",
+    ),
+    ndim: int | None = typer.Option(
+        None, "--ndim", min=2, max=3,
+        help="2 or 3 (default: that of the data); --ndim 2 on volumes trains a 2D model on their planes.",
+    ),
     loss: str | None = typer.Option(None, help="Loss name (rln, rln_local, mae, mse, laplace_nll, ddn)."),
     percentiles: str | None = typer.Option(
         None, help="Normalisation percentiles p_lo,p_hi (RLN: 0.01,99.5)."
@@ -35,6 +49,13 @@ def train_cmd(
     ),
     val_fraction: float = typer.Option(0.1, help="Share of the data held out for validation."),
     val_interval: int = typer.Option(200, help="Steps between validations / checkpoints."),
+    val_patches: int = typer.Option(
+        8, "--val-patches", min=1,
+        help="Validation budget: central crops of up to N held-out images holding N patches' voxels.",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads of torch during training (default: torch's)."
+    ),
     patience: int | None = typer.Option(
         None, help="Early stopping after N validations without improvement."
     ),
@@ -80,11 +101,17 @@ def train_cmd(
         patch=parse_int_tuple(patch, "--patch") if patch else None,
         batch=batch,
         lr=lr,
+        schedule=schedule,
+        lr_decay=lr_decay,
+        lr_decay_steps=lr_decay_steps,
+        ndim=ndim,
         loss=loss,
         norm_percentiles=pct,
         augment=augment,
         val_fraction=val_fraction,
         val_interval=val_interval,
+        val_patches=val_patches,
+        threads=threads,
         patience=patience,
         time_limit_s=time_limit,
         seed=seed,

@@ -55,7 +55,8 @@ class TrainConfig(JobConfig):
     net_kwargs : dict
         Extra keyword arguments of the network (``ndim`` is set from :attr:`ndim`).
     ndim : {2, 3} or None
-        Spatial dimensions; None = that of the training data.
+        Spatial dimensions; None = that of the training data; 2 on 3D data trains a 2D model on
+        the volumes' planes.
     patch : tuple of int or None
         Training patch shape (z, y, x) or (y, x); None = 64 per axis (3D) / 128 (2D),
         clipped to the data. Each size must be a multiple of the network's ``size_multiple``.
@@ -96,13 +97,16 @@ class TrainConfig(JobConfig):
         Fraction of the images held out for validation (at least one when there are ≥ 2
         images); with one image, that fraction of its longest axis. 0 disables validation.
     val_interval : int
-        Steps between validations (and checkpoints of ``last.pt``).
+        Steps between validations (and checkpoints of ``last.pt`` and ``model.json``).
     val_patches : int
-        Number of fixed validation patches.
+        Validation budget: central crops of up to this many held-out images (evenly spread),
+        together holding as many voxels as this many training patches, restored through the
+        prediction path and scored with :func:`lucyd.metrics.evaluate`
+        (:mod:`lucyd.train.validation`); ``best.pt`` has the highest mean validation PSNR.
     patience : int or None
         Early stopping after this many validations without improvement (None: never).
     min_delta : float
-        A validation loss counts as an improvement when it is below the best by more than this.
+        A validation PSNR counts as an improvement when it exceeds the best by more than this (dB).
     time_limit_s : float or None
         Stop (after validating and checkpointing) once training has run this long, in
         seconds of wall time — a budget on shared machines; resume continues it.
@@ -187,7 +191,7 @@ class TrainConfig(JobConfig):
         data_shape : tuple of int, optional
             Smallest extent of the training images per axis (default patch is clipped to it).
         """
-        if self.ndim is not None and self.ndim != ndim:
+        if self.ndim is not None and self.ndim != ndim:  # (2D on volumes: the trainer passes 2)
             raise InputError(f"train config: ndim is {self.ndim} but the training data are {ndim}D")
         d = self.defaults()
         upd: dict[str, Any] = {"ndim": ndim, "model": self.model.lower()}

@@ -97,6 +97,28 @@ def target_scale_ratio(ranges) -> float:
     return float(math.exp(np.mean(logs))) if logs else 1.0
 
 
+def as_planes(images: list[TrainImage]) -> list[TrainImage]:
+    """Every z plane of 3D training images as a 2D image (training a 2D model on volumes).
+
+    Planes keep their volume's normalisation and the (y, x) part of its allowed region; only
+    planes inside the region's z range are returned (a validation region stays held out).
+    """
+    planes = []
+    for im in images:
+        if im.raw.ndim != 3:
+            planes.append(im)
+            continue
+        vs = tuple(im.voxel_size[1:]) if im.voxel_size else None
+        for z in range(im.region[0].start, im.region[0].stop):
+            planes.append(
+                TrainImage(
+                    f"{im.name}[z={z}]", im.raw[z], im.gt[z], im.raw_range, im.gt_range,
+                    im.region[1:], vs,
+                )
+            )
+    return planes
+
+
 def check_patch(images: list[TrainImage], patch: tuple[int, ...], size_multiple: int) -> None:
     """Raise when the patch does not fit the data or the network's size multiple."""
     if any(int(p) % size_multiple for p in patch):

@@ -48,6 +48,7 @@ from lucyd.train.config import TrainConfig
 from lucyd.train.data import (
     PatchSampler,
     TrainImage,
+    as_planes,
     check_patch,
     load_training_pairs,
     prepare_images,
@@ -157,7 +158,9 @@ def _model_card(cfg: TrainConfig, net, images: list[TrainImage], data_dir: Path,
                     (im.raw_range, im.gt_range) for im in images
                 ),
             },
-            "voxel_size": list(images[0].voxel_size) if images[0].voxel_size else None,
+            "voxel_size": (
+                list(images[0].voxel_size[-ndim:]) if images[0].voxel_size else None
+            ),
             "provenance": {
                 "data_dir": str(data_dir.resolve()),
                 "dataset": _dataset_json(data_dir),
@@ -375,26 +378,36 @@ def train(
     checkpoint, config = _start_or_resume(config, model_dir, resume, overwrite)
 
     pairs = load_training_pairs(data_dir)
-    ndim = pairs[0].raw.ndim
+    data_ndim = pairs[0].raw.ndim
+    # a 2D model on volumes trains on their planes (config.ndim 2, 3D data)
+    ndim = 2 if (config.ndim == 2 and data_ndim == 3) else data_ndim
     if ndim not in spec.ndims:
-        raise InputError(f"model {spec.name!r}: supports {spec.ndims}D data, the data are {ndim}D")
-    min_shape = tuple(int(min(p.raw.shape[a] for p in pairs)) for a in range(ndim))
+        raise InputError(
+            f"model {spec.name!r}: supports {spec.ndims}D data, the data are {ndim}D"
+            + ("; train on the planes with ndim 2 (--ndim 2)" if 2 in spec.ndims else "")
+        )
+    min_shape = tuple(int(min(p.raw.shape[a] for p in pairs)) for a in range(data_ndim))
+    min_shape = min_shape[data_ndim - ndim :]
     cfg = config.resolved(ndim, min_shape) if checkpoint is None else config
     get_loss(cfg.loss)
     check_loss_patch(cfg.loss, cfg.patch)
     images = prepare_images(pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt)
     del pairs
-    check_patch(images, cfg.patch, spec.size_multiple)
+    if ndim == data_ndim:
+        check_patch(images, cfg.patch, spec.size_multiple)
+    split_patch = cfg.patch if ndim == data_ndim else (1, *cfg.patch)
     train_imgs, val_imgs, split_info = split_validation(
-        images, cfg.val_fraction, cfg.patch, cfg.seed
+        images, cfg.val_fraction, split_patch, cfg.seed
     )
+    if ndim < data_ndim:
+        train_imgs, val_imgs = as_planes(train_imgs), as_planes(val_imgs)
     run = _Run(cfg, train_imgs, val_imgs, spec.size_multiple, model_dir)
     if checkpoint is not None:
         run.restore(checkpoint, model_dir / "last.pt")
 
     model_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(model_dir / "config.json")
-    card = _model_card(cfg, run.net, images, data_dir, split_info)
+    card = _model_card(cfg, run.net, images, data_dir, split_info)  # images: whole pairs
     validator = Validator(run.val_crops, card, run.device) if run.val_crops else None
     _write_card(card, model_dir, run, "running")
     log = TrainingLog(model_dir / "log.jsonl", keep_until=run.step if checkpoint is not None else -1)

@@ -38,14 +38,16 @@ def central_crop_shape(
 def validation_crops(
     images: list[TrainImage], patch: tuple[int, ...], count: int, multiple: int = 1
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, raw, gt)`` central crops of up to ``count`` held-out images.
+    """``(name, raw, gt)`` central crops of up to ``count`` held-out images (evenly spread).
 
     Together they hold about ``count · prod(patch)`` voxels (the cost of ``count`` validation
     patches), each crop centred in its image's validation region.
     """
-    chosen = images[: max(1, int(count))]
-    if not chosen:
+    if not images:
         return []
+    # evenly spread over the held-out images (e.g. the planes of a held-out volume)
+    picks = np.unique(np.round(np.linspace(0, len(images) - 1, min(len(images), max(1, count)))))
+    chosen = [images[int(i)] for i in picks]
     budget = count * math.prod(patch) / len(chosen)
     crops = []
     for im in chosen:
