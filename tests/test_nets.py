@@ -261,10 +261,13 @@ def test_ddn_loss_terms():
     ddn_loss = get_loss("ddn")
     y = torch.rand(1, 1, 8, 8) + 0.5
     loss, _ = ddn_loss(_Fixed(y), y, y)
-    assert abs(loss.item() - (-1.3 * y.min().item())) < 1e-5  # mse 0, SSIM 1
+    assert abs(loss.item()) < 1e-6  # mse 0, SSIM 1, no negative output
     p = y + 0.1
-    expected = 0.01 - math.log((1 + _global_ssim(p, y)) / 2) - 1.3 * p.min().item()
+    expected = 0.01 - math.log((1 + _global_ssim(p, y)) / 2)  # brighter: no reward for it
     assert abs(ddn_loss(_Fixed(p), y, y)[0].item() - expected) < 1e-5
+    n = y - 1.0  # negative outputs are penalised by 1.3 × the most negative one
+    expected = 1.0 - math.log((1 + _global_ssim(n, y)) / 2) + 1.3 * -n.min().item()
+    assert abs(ddn_loss(_Fixed(n), y, y)[0].item() - expected) < 1e-5
 
 
 def test_rbcr_loss_terms():

@@ -153,8 +153,16 @@ def laplace_nll_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 @register_loss("ddn")
 def ddn_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    """DenseDeconNet's loss (Guo et al., Nat. Biotechnol. 2020): mse − log((1+SSIM)/2) − 1.3·min."""
+    """DenseDeconNet's loss (Guo et al., Nat. Biotechnol. 2020) with a bounded positivity term.
+
+    ``mse − log((1+SSIM)/2) + 1.3·max(0, −min(out))``. The published term ``−1.3·min(out)``
+    rewards raising the darkest output voxel without limit: all its gradient goes to one voxel
+    per batch, and training trades structure for a lifted floor (on a 2D synthetic
+    deconvolution, 800 steps: 28.9 dB, stuck, against 32.1 dB with the bounded term; raw 27.7
+    dB; benchmarks/results/ddn.md). Penalising only negative minima keeps its purpose,
+    non-negative outputs.
+    """
     out = _single_channel(net(x), "ddn")
     mse = torch.mean((out - y) ** 2)
     ssim = _global_ssim(out, y)
-    return mse - torch.log((1.0 + ssim) / 2.0) - 1.3 * out.min(), out
+    return mse - torch.log((1.0 + ssim) / 2.0) + 1.3 * torch.relu(-out.min()), out
