@@ -873,3 +873,18 @@ def test_a_network_added_by_one_spec_trains_and_predicts(data2d, tmp_path):
 
     with pytest.raises(InputError, match="supports"):  # ndims=(2,) in its spec
         build_network("toy_added", ndim=3)
+
+
+@pytest.mark.parametrize("name", ["rln", "ddn"])
+def test_folded_batch_norm_predicts_the_same(data2d, tmp_path, name):
+    from lucyd.nets.layers import fold_batch_norm
+
+    out = train(_cfg(model=name, steps=2, lr=None, batch=2), data2d, tmp_path / name)
+    plain, fused = load_model(out, fuse_batch_norm=False), load_model(out)
+    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.net.modules())
+    left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.net.modules())
+    assert left < n_bn  # the conv–BN blocks are folded (RLN's / DDN's free-standing BNs stay)
+    raw = read_image(data2d / "raw" / "0000.tif")[0]
+    a, b = plain.predict(raw), fused.predict(raw)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    assert fold_batch_norm(fused.net) == 0  # nothing left to fold

@@ -32,7 +32,9 @@ def read_json_description(path: Path, what: str, folder_kind: str = "model") -> 
     return data
 
 
-def load_model(model_dir: str | Path, *, weights: str = "best") -> RestorationModel:
+def load_model(
+    model_dir: str | Path, *, weights: str = "best", fuse_batch_norm: bool = True
+) -> RestorationModel:
     """Load a model folder written by :func:`lucyd.train.train`.
 
     Parameters
@@ -41,6 +43,10 @@ def load_model(model_dir: str | Path, *, weights: str = "best") -> RestorationMo
         The folder (``config.json``, ``model.json``, ``best.pt`` / ``last.pt``).
     weights : {"best", "last"}
         Which checkpoint (``best`` falls back to ``last`` when there is no ``best.pt``).
+    fuse_batch_norm : bool
+        Fold the batch norms that follow convolutions into them
+        (:func:`lucyd.nets.layers.fold_batch_norm`; RLN, DDN): same outputs up to float
+        round-off, faster inference. False keeps the network trainable as saved.
 
     Returns
     -------
@@ -118,6 +124,10 @@ def load_model(model_dir: str | Path, *, weights: str = "best") -> RestorationMo
     except (RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileFormatError(f"{wpath}: weights do not fit network {name!r} ({first})") from None
+    if fuse_batch_norm:
+        from lucyd.nets.layers import fold_batch_norm
+
+        fold_batch_norm(net.eval())
     model = RestorationModel(net, card, path)
     model.warn_if_incomplete()
     return model
