@@ -888,3 +888,25 @@ def test_folded_batch_norm_predicts_the_same(data2d, tmp_path, name):
     a, b = plain.predict(raw), fused.predict(raw)
     assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
     assert fold_batch_norm(fused.net) == 0  # nothing left to fold
+
+
+def test_target_scale_input_keeps_each_images_flux():
+    """target_scale="input": targets in the input's units, ratio 1, flux kept image by image."""
+    from types import SimpleNamespace
+
+    from lucyd.train.data import target_scale_ratio
+
+    pct = (0.01, 99.5)
+    raw, gt = _pair(np.random.default_rng(50), (64, 64))
+    pair = SimpleNamespace(name="p", raw=raw, gt=gt, metadata=None)
+    [im] = prepare_images([pair], *pct, target_scale="input")
+    assert im.raw_range[1] - im.raw_range[0] == pytest.approx(im.gt_range[1] - im.gt_range[0])
+    assert target_scale_ratio([(im.raw_range, im.gt_range)]) == pytest.approx(1.0)
+    info = {
+        "network": {"name": "oracle", "ndim": 2, "receptive_radius": [0, 0]},
+        "normalization": {"percentiles": list(pct),
+                          "training_images": [{"raw": list(im.raw_range), "gt": list(im.gt_range)}]},
+    }
+    pred = RestorationModel(_Oracle(im.gt), info).predict(raw)
+    raw_flux = float(np.sum(raw - 10.0))
+    assert abs(float(np.sum(pred - pred.min())) - raw_flux) < 0.02 * raw_flux

@@ -36,6 +36,11 @@ def train_cmd(
         None, "--lr-decay-steps",
         help="exp: steps per decay factor (RLN: 600); plateau: validations without improvement.",
     ),
+    target_scale: str = typer.Option(
+        "own", "--target-scale",
+        help="own: target normalised on its own (published recipes; outputs rescaled by the mean "
+        "target/input range ratio); input: target divided by the input's range (flux per image).",
+    ),
     ndim: int | None = typer.Option(
         None, "--ndim", min=2, max=3,
         help="2 or 3 (default: that of the data); --ndim 2 on volumes trains a 2D model on their planes.",
@@ -105,6 +110,7 @@ def train_cmd(
         lr_decay=lr_decay,
         lr_decay_steps=lr_decay_steps,
         ndim=ndim,
+        target_scale=target_scale,
         loss=loss,
         norm_percentiles=pct,
         augment=augment,

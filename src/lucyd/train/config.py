@@ -81,6 +81,12 @@ class TrainConfig(JobConfig):
         of input and target (RLN: 0.01, 99.5).
     clip_gt : bool
         Clip the normalised target at ≥ 0 (RLN).
+    target_scale : {"own", "input"}
+        ``own`` (the published recipes): the target is normalised with its own percentiles;
+        predictions are mapped back with the training pairs' mean target-to-input scale ratio
+        (the targets' flux on average). ``input``: the target keeps its own offset (``p_lo``)
+        but is divided by the *input's* ``p_hi − p_lo``, so the network learns outputs in the
+        input's intensity units and each prediction keeps the flux its target would have.
     augment : bool or None
         Random flips on every axis and 90° rotations in the (y, x) plane.
     patch_rejection : {"none", "mean", "care", "fraction"} or None
@@ -140,6 +146,7 @@ class TrainConfig(JobConfig):
     loss: str | None = None
     norm_percentiles: tuple[float, float] | None = None
     clip_gt: bool = True
+    target_scale: Literal["own", "input"] = "own"
     augment: bool | None = None
     patch_rejection: Rejection | None = None
     rejection_threshold: float | None = Field(None, ge=0, allow_inf_nan=False)

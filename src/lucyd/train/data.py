@@ -52,7 +52,9 @@ class TrainImage:
         return tuple(s.stop - s.start for s in self.region)
 
 
-def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True) -> list[TrainImage]:
+def prepare_images(
+    pairs, pmin: float, pmax: float, clip_gt: bool = True, target_scale: str = "own"
+) -> list[TrainImage]:
     """Normalise every pair with its own percentiles (input and target separately).
 
     Each image gets its own :class:`lucyd.normalization.Normalizer`; the ratio of the target's to
@@ -63,6 +65,8 @@ def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True) -> lis
     for p in pairs:
         raw_norm = Normalizer.fit(p.raw, (pmin, pmax))
         gt_norm = Normalizer.fit(p.gt, (pmin, pmax))
+        if target_scale == "input":
+            gt_norm = Normalizer(gt_norm.lo, gt_norm.lo + raw_norm.scale)
         meta = getattr(p, "metadata", None)
         images.append(
             TrainImage(

@@ -391,7 +391,9 @@ def train(
     cfg = config.resolved(ndim, min_shape) if checkpoint is None else config
     get_loss(cfg.loss)
     check_loss_patch(cfg.loss, cfg.patch)
-    images = prepare_images(pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt)
+    images = prepare_images(
+        pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt, target_scale=cfg.target_scale
+    )
     del pairs
     if ndim == data_ndim:
         check_patch(images, cfg.patch, spec.size_multiple)
