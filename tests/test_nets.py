@@ -10,10 +10,19 @@ import scipy.signal
 import torch
 
 from lucyd.errors import InputError
-from lucyd.nets import build_network, care, count_parameters, ddn, get_network, rbcr, rcan
+from lucyd.nets import (
+    build_network,
+    care,
+    count_parameters,
+    ddn,
+    get_network,
+    get_spec,
+    rbcr,
+    rcan,
+)
 from lucyd.nets.wavelets import crop_to, dwt, idwt, pad_to_multiple, wavedec, waverec
+from lucyd.train.losses import laplace_nll_loss
 
-MODULES = {"care": care, "rcan": rcan, "rbcr": rbcr, "ddn": ddn}
 CLASSES = {"care": care.CARE, "rcan": rcan.RCAN, "rbcr": rbcr.MRBCR, "ddn": ddn.DenseDeconNet}
 # Tiny configurations for the tests that are not about parameter counts.
 TINY = {
@@ -24,6 +33,17 @@ TINY = {
 }
 NAMES = list(TINY)
 SHAPES = {2: (36, 44), 3: (12, 20, 28)}  # multiples of 4 but not powers of two
+
+
+class _Fixed(torch.nn.Module):
+    """A "network" with a fixed output (to evaluate a training loss on it)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x):
+        return self.out
 
 
 def tiny(name: str, ndim: int, seed: int = 0, **kw) -> torch.nn.Module:
@@ -42,13 +62,24 @@ def test_registry_builds_by_name_with_contract_attributes(name):
         net = build_network(name, ndim=ndim, **TINY[name])
         assert isinstance(net, cls)
         assert isinstance(net.size_multiple, int) and net.size_multiple >= 1
-        assert net.default_loss in MODULES[name].LOSSES
-        assert net.default_lr > 0
-        assert (
-            isinstance(net.default_schedule, dict) and net.default_schedule["lr"] == net.default_lr
-        )
         rf = net.receptive_field
         assert len(rf) == ndim and all(isinstance(r, int) and r >= 1 for r in rf)
+
+
+@pytest.mark.parametrize("name", NAMES + ["rln"])
+def test_spec_is_the_one_home_of_a_network(name):
+    """Recipe, loss, size multiple and class all come from the network's NetworkSpec."""
+    from lucyd.train import TrainConfig
+    from lucyd.train.losses import get_loss
+
+    spec = get_spec(name)
+    assert spec.network is get_network(name) and spec.network.registry_name == name
+    assert spec.network.size_multiple == spec.size_multiple
+    assert build_network(name, ndim=2).size_multiple == spec.size_multiple  # default parameters
+    assert callable(get_loss(spec.loss))
+    resolved = TrainConfig(model=name).resolved(2, (64, 64))
+    for key, value in spec.recipe.items():
+        assert getattr(resolved, key) == value, key
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -156,7 +187,9 @@ def test_gradients_reach_every_parameter(name):
     torch.manual_seed(1)
     x = torch.rand(2, 1, 16, 20)
     target = torch.rand(2, 1, 16, 20)
-    loss = MODULES[name].LOSSES[net.default_loss](net(x), target, x)
+    from lucyd.train.losses import get_loss
+
+    loss, _ = get_loss("laplace_nll" if name == "care" else get_spec(name).loss)(net, x, target)
     loss.backward()
     for pname, p in net.named_parameters():
         assert p.grad is not None, pname
@@ -199,11 +232,11 @@ def test_care_probabilistic_scale_positive_and_floored():
 def test_laplace_nll_matches_torch_distribution():
     torch.manual_seed(0)
     mu, sigma, y = torch.randn(2, 1, 5, 6), torch.rand(2, 1, 5, 6) + 0.1, torch.randn(2, 1, 5, 6)
-    nll = care.laplace_nll(torch.cat((mu, sigma), 1), y)
+    nll, _ = laplace_nll_loss(_Fixed(torch.cat((mu, sigma), 1)), y, y)
     ref = -torch.distributions.Laplace(mu, sigma).log_prob(y).mean()
     assert torch.allclose(nll, ref, atol=1e-6)
     with pytest.raises(InputError):
-        care.laplace_nll(mu, y)
+        laplace_nll_loss(_Fixed(mu), y, y)
 
 
 def test_care_receptive_field_matches_csbdeep_quote():
@@ -214,13 +247,27 @@ def test_care_receptive_field_matches_csbdeep_quote():
 # ----------------------------------------------------------------------------- losses
 
 
+def _global_ssim(p, t, c1=1e-4, c2=9e-4):
+    p, t = np.asarray(p, np.float64).ravel(), np.asarray(t, np.float64).ravel()
+    cov = np.mean((p - p.mean()) * (t - t.mean()))
+    return ((2 * p.mean() * t.mean() + c1) * (2 * cov + c2)) / (
+        (p.mean() ** 2 + t.mean() ** 2 + c1) * (p.var() + t.var() + c2)
+    )
+
+
 def test_ddn_loss_terms():
+    from lucyd.train.losses import get_loss
+
+    ddn_loss = get_loss("ddn")
     y = torch.rand(1, 1, 8, 8) + 0.5
-    assert torch.allclose(ddn.global_ssim(y, y), torch.tensor(1.0))
-    assert torch.allclose(ddn.ddn_loss(y, y), -1.3 * y.min())
+    loss, _ = ddn_loss(_Fixed(y), y, y)
+    assert abs(loss.item()) < 1e-6  # mse 0, SSIM 1, no negative output
     p = y + 0.1
-    expected = 0.01 - math.log((1 + ddn.global_ssim(p, y).item()) / 2) - 1.3 * p.min().item()
-    assert abs(ddn.ddn_loss(p, y).item() - expected) < 1e-5
+    expected = 0.01 - math.log((1 + _global_ssim(p, y)) / 2)  # brighter: no reward for it
+    assert abs(ddn_loss(_Fixed(p), y, y)[0].item() - expected) < 1e-5
+    n = y - 1.0  # negative outputs are penalised by 1.3 × the most negative one
+    expected = 1.0 - math.log((1 + _global_ssim(n, y)) / 2) + 1.3 * -n.min().item()
+    assert abs(ddn_loss(_Fixed(n), y, y)[0].item() - expected) < 1e-5
 
 
 def test_rbcr_loss_terms():

@@ -18,7 +18,7 @@ from lucyd.io import ImageMetadata, read_image, write_image
 from lucyd.train import TrainConfig, load_model, predict_file, train
 from lucyd.train.data import PatchSampler, TrainImage, prepare_images, split_validation
 from lucyd.train.losses import get_loss
-from lucyd.train.model import RestorationModel
+from lucyd.train.model import IncompleteModelWarning, RestorationModel
 
 
 def _pair(rng, shape, sigma=1.5):
@@ -259,7 +259,7 @@ def test_train_writes_model_folder_and_predicts(data2d, tmp_path):
     assert info["provenance"]["dataset"] == {"kind": "test", "n": 3}
     assert info["provenance"]["split"]["mode"] == "images"
     assert info["normalization"]["percentiles"] == [0.01, 99.5]
-    assert info["training"]["steps_done"] == 4 and info["training"]["status"] == "done"
+    assert info["training"]["steps_done"] == 4 and info["training"]["status"] == "complete"
     cfg = TrainConfig.load(out / "config.json")
     assert cfg.lr == 0.015 and cfg.ndim == 2  # resolved values saved
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -309,7 +309,8 @@ def test_interrupted_checkpoint_write_keeps_best(data2d, tmp_path, monkeypatch):
     after = torch.load(out / "best.pt", weights_only=True)
     assert after["step"] == before["step"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
-    load_model(out)
+    with pytest.warns(IncompleteModelWarning, match="interrupted"):
+        load_model(out)
 
 
 def test_early_stopping(data2d, tmp_path):
@@ -323,7 +324,8 @@ def test_early_stopping(data2d, tmp_path):
     )
     out = train(cfg, data2d, tmp_path / "m")
     info = json.loads((out / "model.json").read_text())
-    assert info["training"]["status"] == "early-stopped"
+    assert info["training"]["status"] == "complete"
+    assert info["training"]["stop_reason"] == "early-stopped"
     assert info["training"]["steps_done"] == 3 and info["training"]["best_step"] == 1
 
 
@@ -347,12 +349,12 @@ def test_bad_training_input(tmp_path, data2d):
 
 
 def test_train_with_local_ssim_loss(data2d, tmp_path):
-    """rln_local trains like rln: same network, same model folder, finite validation losses."""
+    """rln_local trains like rln: same network, same model folder, finite validation scores."""
     out = train(_cfg(loss="rln_local", steps=6, val_interval=3), data2d, tmp_path / "m")
     assert TrainConfig.load(out / "config.json").loss == "rln_local"
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     vals = [r for r in log if r["kind"] == "val"]
-    assert len(vals) == 2 and all(np.isfinite(r["val_loss"]) for r in vals)
+    assert len(vals) == 2 and all(np.isfinite(r["val_psnr"]) for r in vals)
     assert load_model(out).predict(read_image(data2d / "raw" / "0000.tif")[0]).shape == (48, 48)
 
 
@@ -470,8 +472,29 @@ def test_tiled_equals_whole_3d_and_predict_file(data3d, tmp_path):
     res, meta = read_image(dst)
     assert res.dtype == np.float32 and meta.voxel_size == pytest.approx((0.3, 0.13, 0.13))
     assert np.abs(res - whole).max() <= 1e-4 * np.abs(whole).max()
-    with pytest.raises(InputError, match="3D"):
-        m.predict(np.zeros((8, 8), np.float32))
+    with pytest.raises(InputError, match="3D images but the input is 4D"):
+        m.predict(np.zeros((2, 2, 8, 8), np.float32))
+    with pytest.raises(InputError, match="restore it plane by plane"):  # a 2D model, a volume
+        _identity_model(ndim=2).predict(img)
+
+
+def test_3d_model_restores_a_2d_image_as_a_single_plane_volume(data3d, tmp_path):
+    """A 2D image through a 3D model = the plane mirrored to the z multiple (2), restored, plane 0."""
+    m = load_model(train(_cfg(patch=(8, 16, 16), steps=1, batch=1), data3d, tmp_path / "m3"))
+    rng = np.random.default_rng(3)
+    plane = rng.poisson(80, (20, 100)).astype(np.float32)
+    with pytest.warns(UserWarning, match="single-plane"):
+        pred = m.predict(plane)
+    assert pred.shape == plane.shape and pred.dtype == np.float32
+    # independent route: the two-plane volume, normalised with the plane's own percentiles
+    norm_in, norm_out = m.normalizers(plane)
+    with torch.no_grad():
+        out = m.net(torch.from_numpy(norm_in.apply(np.stack([plane, plane]))[None, None]))
+    expected = norm_out.invert(out[0, 0, 0].numpy())
+    assert np.abs(pred - expected).max() <= 1e-5 * np.abs(expected).max()
+    with pytest.warns(UserWarning, match="single-plane"):
+        tiled = m.predict(plane, tile_shape=(20, 48), overlap=(4, 4))
+    assert np.abs(tiled - pred).max() <= 1e-4 * np.abs(pred).max()
 
 
 # ------------------------------------------------------------------ CLI
@@ -648,3 +671,242 @@ def test_short_rln_training_eval_mode_matches_batch_statistics(tmp_path):
     scores = [(evaluate(model.predict(p.raw, device="cpu", progress=False), p.gt)["psnr"],
                evaluate(p.raw, p.gt)["psnr"]) for p in pairs]
     assert np.mean([s[0] for s in scores]) > np.mean([s[1] for s in scores]) + 2.0  # +4.8 dB (+0.5 without)
+
+
+# ------------------------------------------------------------------ validation, flux, status
+
+
+def test_validation_psnr_tracks_test_psnr(tmp_path, one_thread):
+    """Validation scores held-out images like the test does: it rises with training and sits
+    near the PSNR of fresh test images (evaluate: percentile-normalised gt, affine fit)."""
+    from lucyd.metrics import evaluate
+
+    data = _dataset(tmp_path / "d", (64, 64), n=6, seed=4)
+    test = [_pair(np.random.default_rng(100 + i), (64, 64)) for i in range(3)]
+    cfg = _cfg(steps=2, val_interval=2, val_fraction=0.34, patch=(32, 32), batch=4, val_patches=4)
+    val, tst = [], []
+    for steps in (2, 60):
+        out = train(cfg.model_copy(update={"steps": steps, "val_interval": min(steps, 40)}),
+                    data, tmp_path / f"m{steps}")
+        last = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()][-1]
+        assert last["kind"] == "val" and last["step"] == steps
+        val.append(last["val_psnr"])
+        m = load_model(out, weights="last")
+        tst.append(np.mean([evaluate(m.predict(raw), gt)["psnr"] for raw, gt in test]))
+    assert val[1] > val[0] + 1.0 and tst[1] > tst[0] + 1.0  # both see the improvement
+    assert abs(val[0] - tst[0]) < 2.0 and abs(val[1] - tst[1]) < 2.0  # and agree with the test
+
+
+class _Oracle(nn.Module):
+    """A perfect network: outputs the target normalised as in training, whatever the input."""
+
+    size_multiple = 1
+
+    def __init__(self, gt_n):
+        super().__init__()
+        self.gt_n = torch.from_numpy(gt_n)
+
+    def forward(self, x):
+        return self.gt_n[None, None].clone()
+
+
+def test_predictions_keep_the_flux_of_the_input():
+    """A network that restores the target exactly gives an output whose background-subtracted
+    sum is the input's (the gt carries the raw's flux), not a copy dimmed into the input's range."""
+    from lucyd.normalization import Normalizer
+    from lucyd.train.data import target_scale_ratio
+
+    pct = (0.01, 99.5)
+    rng = np.random.default_rng(0)
+    train_pairs = [_pair(rng, (128, 128)) for _ in range(6)]
+    ranges = [(Normalizer.fit(r, pct), Normalizer.fit(g, pct)) for r, g in train_pairs]
+    ratio = target_scale_ratio(((a.lo, a.hi), (b.lo, b.hi)) for a, b in ranges)
+    assert ratio > 1.5  # the sharp target has brighter peaks than the blurred raw
+    raw, gt = _pair(np.random.default_rng(50), (128, 128))
+    assert abs(raw.sum() - gt.sum()) < 0.01 * gt.sum()  # blur and noise keep the flux
+    info = {
+        "network": {"name": "oracle", "ndim": 2, "receptive_radius": [0, 0]},
+        "normalization": {"percentiles": list(pct), "target_scale_ratio": ratio},
+    }
+    model = RestorationModel(_Oracle(Normalizer.fit(gt, pct).apply(gt, clip=True)), info)
+    pred = model.predict(raw)
+
+    raw_flux = float(np.sum(raw - 10.0))  # _pair's background is 10 in gt and raw
+
+    def flux(a):
+        return float(np.sum(a - a.min()))  # the output's background is its minimum (gt's 10)
+
+    assert abs(flux(pred) - raw_flux) < 0.05 * raw_flux
+    old = RestorationModel(model.net, {**info, "normalization": {"percentiles": list(pct)}})
+    assert old.output_ratio == 1.0  # the mapping into the input's range alone loses the flux
+    assert flux(old.predict(raw)) < 0.8 * raw_flux
+
+
+def test_interrupted_training_is_marked_and_warned(data2d, tmp_path, monkeypatch):
+    import lucyd.train.trainer as tr
+
+    seen = {}
+    real_step = tr._Run.train_step
+
+    def step_then_stop(self):
+        if self.step == 3:  # after the checkpoint at step 2: what a killed process leaves
+            seen.update(json.loads((self.model_dir / "model.json").read_text())["training"])
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(tr._Run, "train_step", step_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(steps=6), data2d, tmp_path / "m")
+    assert seen["status"] == "running" and seen["steps_done"] == 2  # current at the checkpoint
+    info = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert info["status"] == "interrupted" and info["steps_done"] == 2
+    assert info["stop_reason"] == "KeyboardInterrupt"
+    with pytest.warns(IncompleteModelWarning, match="after 2 of 6 steps"):
+        model = load_model(tmp_path / "m")
+    raw = read_image(data2d / "raw" / "0000.tif")[0]
+    model._warned = False
+    with pytest.warns(IncompleteModelWarning):
+        model.predict(raw)
+    monkeypatch.undo()
+    out = train(_cfg(steps=6), data2d, tmp_path / "m", resume=True)
+    assert json.loads((out / "model.json").read_text())["training"]["status"] == "complete"
+
+
+def test_folder_killed_before_its_first_checkpoint_restarts(data2d, tmp_path, monkeypatch):
+    import lucyd.train.trainer as tr
+
+    def die(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr._Run, "train_step", die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(steps=4), data2d, tmp_path / "m")
+    assert not (tmp_path / "m" / "last.pt").exists()
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["training"]["status"] == "running"
+    monkeypatch.undo()
+    out = train(_cfg(steps=4), data2d, tmp_path / "m")  # no overwrite needed
+    assert json.loads((out / "model.json").read_text())["training"]["steps_done"] == 4
+
+
+def test_legacy_model_json_status_loads():
+    from lucyd.train.card import ModelCard
+
+    base = {"network": {"name": "rln", "ndim": 2}, "normalization": {"percentiles": [1, 99]}}
+    for old, (status, reason) in {
+        "done": ("complete", "steps"),
+        "early-stopped": ("complete", "early-stopped"),
+        "time-limit": ("interrupted", "time-limit"),
+        "running": ("running", None),
+    }.items():
+        card = ModelCard.from_dict({**base, "training": {"status": old, "steps_done": 3}})
+        assert (card.training.status, card.training.stop_reason) == (status, reason)
+    ranges = [{"name": "a", "raw": [0, 10], "gt": [0, 40]}, {"name": "b", "raw": [0, 10], "gt": [0, 10]}]
+    card = ModelCard.from_dict({**base, "normalization": {"percentiles": [1, 99], "training_images": ranges}})
+    assert card.normalization.output_ratio() == pytest.approx(2.0)  # geometric mean of 4 and 1
+
+
+def test_cli_train_recipe_options(data2d, tmp_path):
+    from lucyd.cli.main import app
+
+    model = tmp_path / "cli"
+    args = ["train", "--data", str(data2d), "-o", str(model), "--steps", "2", "--patch", "16,16",
+            "--batch", "2", "--device", "cpu", "--val-interval", "2", "--lr", "0.01",
+            "--schedule", "exp", "--lr-decay", "0.9", "--lr-decay-steps", "300",
+            "--val-patches", "3", "--threads", "1", "--loss", "rln_local", "--ndim", "2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    cfg = TrainConfig.load(model / "config.json")
+    assert (cfg.lr, cfg.schedule, cfg.lr_decay, cfg.lr_decay_steps) == (0.01, "exp", 0.9, 300)
+    assert (cfg.val_patches, cfg.threads, cfg.loss, cfg.ndim) == (3, 1, "rln_local", 2)
+
+
+def test_2d_model_trains_on_the_planes_of_volumes(data3d, tmp_path):
+    out = train(_cfg(ndim=2, patch=(16, 16), steps=2), data3d, tmp_path / "m")
+    m = load_model(out)
+    assert m.ndim == 2 and m.voxel_size == (0.13, 0.13)
+    assert m.predict(read_image(data3d / "raw" / "0000.tif")[0][3]).shape == (24, 24)
+
+
+def test_ddn_beats_the_raw_input_on_a_small_budget(tmp_path, one_thread):
+    """DDN (with its bounded positivity term) improves on the raw input within 200 steps."""
+    from lucyd.metrics import evaluate
+
+    data = _dataset(tmp_path / "d", (64, 64), n=4, seed=7)
+    test = [_pair(np.random.default_rng(200 + i), (64, 64)) for i in range(2)]
+    cfg = _cfg(model="ddn", steps=200, val_interval=100, patch=(32, 32), batch=4, lr=None)
+    m = load_model(train(cfg, data, tmp_path / "m"))
+    gain = np.mean([evaluate(m.predict(raw), gt)["psnr"] - evaluate(raw, gt)["psnr"] for raw, gt in test])
+    assert gain > 1.0  # +1.3 dB; the published −1.3·min(out) term gave −1.5 dB here
+
+
+class _ToyNet(nn.Module):
+    """A network added the documented way (one NetworkSpec), to check nothing else is needed."""
+
+    def __init__(self, ndim=2, width=4):
+        super().__init__()
+        conv = nn.Conv3d if ndim == 3 else nn.Conv2d
+        self.body = nn.Sequential(conv(1, width, 3, padding=1), nn.ReLU(), conv(width, 1, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def test_a_network_added_by_one_spec_trains_and_predicts(data2d, tmp_path):
+    from lucyd.nets import NetworkSpec, get_spec, register_spec
+
+    def own_loss(net, x, y):
+        out = net(x)
+        return torch.mean(torch.abs(out - y)), out
+
+    register_spec(NetworkSpec(name="toy_added", network=_ToyNet, recipe={"loss": "toy_l1", "lr": 1e-3,
+                              "batch": 3}, losses={"toy_l1": own_loss}, size_multiple=1,
+                              receptive_radius=2, ndims=(2,)))
+    assert get_spec("toy_added").network is _ToyNet
+    cfg = TrainConfig(model="toy_added", steps=2, val_interval=2, patch=(16, 16), device="cpu")
+    out = train(cfg, data2d, tmp_path / "toy")
+    saved = TrainConfig.load(out / "config.json")
+    assert (saved.loss, saved.lr, saved.batch) == ("toy_l1", 1e-3, 3)  # the spec's recipe
+    m = load_model(out)
+    assert m.receptive_radius == (2, 2) and m.card.network.spec["recipe"]["loss"] == "toy_l1"
+    assert m.predict(read_image(data2d / "raw" / "0000.tif")[0]).shape == (48, 48)
+    from lucyd.nets import build_network
+
+    with pytest.raises(InputError, match="supports"):  # ndims=(2,) in its spec
+        build_network("toy_added", ndim=3)
+
+
+@pytest.mark.parametrize("name", ["rln", "ddn"])
+def test_folded_batch_norm_predicts_the_same(data2d, tmp_path, name):
+    from lucyd.nets.layers import fold_batch_norm
+
+    out = train(_cfg(model=name, steps=2, lr=None, batch=2), data2d, tmp_path / name)
+    plain, fused = load_model(out, fuse_batch_norm=False), load_model(out)
+    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.net.modules())
+    left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.net.modules())
+    assert left < n_bn  # the conv–BN blocks are folded (RLN's / DDN's free-standing BNs stay)
+    raw = read_image(data2d / "raw" / "0000.tif")[0]
+    a, b = plain.predict(raw), fused.predict(raw)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    assert fold_batch_norm(fused.net) == 0  # nothing left to fold
+
+
+def test_target_scale_input_keeps_each_images_flux():
+    """target_scale="input": targets in the input's units, ratio 1, flux kept image by image."""
+    from types import SimpleNamespace
+
+    from lucyd.train.data import target_scale_ratio
+
+    pct = (0.01, 99.5)
+    raw, gt = _pair(np.random.default_rng(50), (64, 64))
+    pair = SimpleNamespace(name="p", raw=raw, gt=gt, metadata=None)
+    [im] = prepare_images([pair], *pct, target_scale="input")
+    assert im.raw_range[1] - im.raw_range[0] == pytest.approx(im.gt_range[1] - im.gt_range[0])
+    assert target_scale_ratio([(im.raw_range, im.gt_range)]) == pytest.approx(1.0)
+    info = {
+        "network": {"name": "oracle", "ndim": 2, "receptive_radius": [0, 0]},
+        "normalization": {"percentiles": list(pct),
+                          "training_images": [{"raw": list(im.raw_range), "gt": list(im.gt_range)}]},
+    }
+    pred = RestorationModel(_Oracle(im.gt), info).predict(raw)
+    raw_flux = float(np.sum(raw - 10.0))
+    assert abs(float(np.sum(pred - pred.min())) - raw_flux) < 0.02 * raw_flux

@@ -23,12 +23,14 @@ from lucyd.train.ensemble import (
     is_ensemble,
     load_any,
     load_ensemble,
+    train_ensemble,
+    with_default_loss,
+)
+from lucyd.train.uncertainty import (
     predict_uncertainty_file,
     predict_with_uncertainty,
     spearman_uncertainty_error,
-    train_ensemble,
     uncertainty_paths,
-    with_default_loss,
 )
 
 KIND, SHAPE = "mixed", (64, 64)

@@ -234,8 +234,8 @@ def upsample_z(stack: np.ndarray, z_factor: float, n_out: int | None = None) -> 
     return upsample_axis0(arr, f, n)
 
 
-def _predict_slices(model, volume: np.ndarray, axis: int, lo: float, scale: float,
-                    device, batch_size: int) -> np.ndarray:
+def _predict_slices(model, volume: np.ndarray, axis: int, norms, device,
+                    batch_size: int) -> np.ndarray:
     """Run the 2D network on every slice of ``volume`` along ``axis`` (1: XZ, 2: YZ)."""
     import torch
 
@@ -247,12 +247,12 @@ def _predict_slices(model, volume: np.ndarray, axis: int, lo: float, scale: floa
     out = np.empty((n, a, b), np.float32)
     with torch.inference_mode():
         for i in range(0, n, batch_size):
-            blk = (slices[i:i + batch_size] - np.float32(lo)) / np.float32(scale)
+            blk = norms[0].apply(slices[i:i + batch_size])
             if pa or pb:
                 blk = np.pad(blk, ((0, 0), (0, pa), (0, pb)), mode="symmetric")
             x = torch.from_numpy(np.ascontiguousarray(blk[:, None])).to(device)
             y = net(x)[:, 0].float().cpu().numpy()
-            out[i:i + batch_size] = y[:, :a, :b] * np.float32(scale) + np.float32(lo)
+            out[i:i + batch_size] = norms[1].invert(y[:, :a, :b])
     return np.moveaxis(out, 0, axis)
 
 
@@ -299,10 +299,9 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
     dev = resolve_device(device)
     model.net.to(dev).eval()
     up = upsample_z(arr, f)
-    lo, hi = model.input_range(up)
-    scale = hi - lo if hi > lo else 1.0
-    xz = _predict_slices(model, up, 1, lo, scale, dev, int(batch_size))
-    yz = _predict_slices(model, up, 2, lo, scale, dev, int(batch_size))
+    norms = model.normalizers(up)  # input and output Normalizer (lucyd.normalization)
+    xz = _predict_slices(model, up, 1, norms, dev, int(batch_size))
+    yz = _predict_slices(model, up, 2, norms, dev, int(batch_size))
     if fuse == "geometric":
         fused = np.sqrt(np.clip(xz, 0, None) * np.clip(yz, 0, None))
     else:

@@ -42,10 +42,20 @@ def predict_cmd(
     held in memory) the uncertainty maps are written beside OUTPUT. Do not use restored images
     for intensity quantification (Weigert et al. 2018).
     """
-    from lucyd.train import predict_file
-    from lucyd.train.ensemble import Ensemble, load_any, predict_uncertainty_file
+    import warnings
 
-    m = load_any(model)  # a model folder, or an ensemble folder (ensemble.json)
+    from lucyd.train import IncompleteModelWarning, predict_file
+    from lucyd.train.ensemble import Ensemble, load_any
+    from lucyd.train.uncertainty import predict_uncertainty_file
+
+    with warnings.catch_warnings():  # said once below, as one line
+        warnings.simplefilter("ignore", IncompleteModelWarning)
+        m = load_any(model)  # a model folder, or an ensemble folder (ensemble.json)
+    members = m.members if isinstance(m, Ensemble) else [m]
+    for member in members:
+        if not getattr(member, "complete", True):
+            typer.echo(f"warning: {member.card.incomplete_message(member.path)}", err=True)
+            member._warned = True
     tile_shape = parse_int_tuple(tile, "--tile") if tile else None
     ov = None
     if overlap:

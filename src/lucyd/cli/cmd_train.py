@@ -26,6 +26,25 @@ def train_cmd(
         None, help="Patches per step (default: the network's, RLN 4)."
     ),
     lr: float | None = typer.Option(None, help="Initial learning rate (RLN: 0.015)."),
+    schedule: str | None = typer.Option(
+        None, help="Learning-rate schedule: exp, plateau, quarter or constant (RLN: exp)."
+    ),
+    lr_decay: float | None = typer.Option(
+        None, "--lr-decay", help="Schedule factor (RLN: 0.95 per --lr-decay-steps)."
+    ),
+    lr_decay_steps: int | None = typer.Option(
+        None, "--lr-decay-steps",
+        help="exp: steps per decay factor (RLN: 600); plateau: validations without improvement.",
+    ),
+    target_scale: str = typer.Option(
+        "own", "--target-scale",
+        help="own: target normalised on its own (published recipes; outputs rescaled by the mean "
+        "target/input range ratio); input: target divided by the input's range (flux per image).",
+    ),
+    ndim: int | None = typer.Option(
+        None, "--ndim", min=2, max=3,
+        help="2 or 3 (default: that of the data); --ndim 2 on volumes trains a 2D model on their planes.",
+    ),
     loss: str | None = typer.Option(None, help="Loss name (rln, rln_local, mae, mse, laplace_nll, ddn)."),
     percentiles: str | None = typer.Option(
         None, help="Normalisation percentiles p_lo,p_hi (RLN: 0.01,99.5)."
@@ -35,6 +54,13 @@ def train_cmd(
     ),
     val_fraction: float = typer.Option(0.1, help="Share of the data held out for validation."),
     val_interval: int = typer.Option(200, help="Steps between validations / checkpoints."),
+    val_patches: int = typer.Option(
+        8, "--val-patches", min=1,
+        help="Validation budget: central crops of up to N held-out images holding N patches' voxels.",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads of torch during training (default: torch's)."
+    ),
     patience: int | None = typer.Option(
         None, help="Early stopping after N validations without improvement."
     ),
@@ -60,6 +86,7 @@ def train_cmd(
     --ensemble K, one such folder per member (Lakshminarayanan et al. 2017).
     """
     from lucyd.train import TrainConfig, train
+    from lucyd.train.card import ModelCard
 
     kwargs = {}
     if net_kwargs:
@@ -79,11 +106,18 @@ def train_cmd(
         patch=parse_int_tuple(patch, "--patch") if patch else None,
         batch=batch,
         lr=lr,
+        schedule=schedule,
+        lr_decay=lr_decay,
+        lr_decay_steps=lr_decay_steps,
+        ndim=ndim,
+        target_scale=target_scale,
         loss=loss,
         norm_percentiles=pct,
         augment=augment,
         val_fraction=val_fraction,
         val_interval=val_interval,
+        val_patches=val_patches,
+        threads=threads,
         patience=patience,
         time_limit_s=time_limit,
         seed=seed,
@@ -97,13 +131,16 @@ def train_cmd(
                    f"{seed + ensemble - 1}) -> {out}")
         return
     out = train(config, data, output, resume=resume, overwrite=overwrite)
-    info = json.loads((out / "model.json").read_text())
-    summary = info.get("training", {})
-    best = summary.get("best_val_psnr")
+    card = ModelCard.read(out)
+    t = card.training
     extra = (
-        f", best validation PSNR {best:.2f} dB at step {summary.get('best_step')}" if best else ""
+        f", best validation PSNR {t.best_val_psnr:.2f} dB at step {t.best_step}"
+        if t.best_val_psnr is not None
+        else ""
     )
     typer.echo(
-        f"trained {info['network']['name']} ({info['network']['parameters']} parameters) "
-        f"for {summary.get('steps_done')} steps{extra} -> {out}"
+        f"trained {card.network.name} ({card.network.parameters} parameters) "
+        f"for {t.steps_done} steps{extra} -> {out}"
     )
+    if not card.complete:
+        typer.echo(f"warning: {card.incomplete_message(out)}", err=True)

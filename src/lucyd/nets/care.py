@@ -23,57 +23,17 @@ With the defaults this gives 996,769 parameters in 3D and 922,977 in 2D (Weigert
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lucyd.errors import InputError
-from lucyd.nets.registry import register
+from lucyd.nets.layers import check_ndim
+from lucyd.nets.registry import NetworkSpec, register_spec
 from lucyd.nets.wavelets import crop_to, pad_to_multiple
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
-
-
-def check_ndim(ndim: int) -> int:
-    """Validate the number of spatial dimensions (2 or 3)."""
-    if int(ndim) not in (2, 3):
-        raise InputError(f"ndim: must be 2 or 3, got {ndim!r}")
-    return int(ndim)
-
-
-def mae(pred: torch.Tensor, target: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean absolute error (CARE's default loss; Weigert et al. 2018) on ``target``'s channels."""
-    return (pred[:, : target.shape[1]] - target).abs().mean()
-
-
-def mse(pred: torch.Tensor, target: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error."""
-    return ((pred[:, : target.shape[1]] - target) ** 2).mean()
-
-
-def laplace_nll(
-    pred: torch.Tensor, target: torch.Tensor, x: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Negative log-likelihood of a per-voxel Laplace distribution (probabilistic CARE).
-
-    ``pred`` holds the means in its first ``C`` channels and the scales ``sigma > 0`` in the
-    next ``C`` (``C = target.shape[1]``); the loss is the mean of
-    ``|mu - y| / sigma + log(sigma) + log(2)`` (Weigert et al. 2018, Methods).
-    """
-    c = target.shape[1]
-    if pred.shape[1] != 2 * c:
-        raise InputError(
-            f"laplace_nll: prediction has {pred.shape[1]} channels; expected {2 * c} "
-            "(mean and scale per target channel; build the network with probabilistic=True)"
-        )
-    mu, sigma = pred[:, :c], pred[:, c:]
-    return ((mu - target).abs() / sigma + torch.log(sigma) + math.log(2.0)).mean()
-
-
-LOSSES = {"mae": mae, "mse": mse, "laplace_nll": laplace_nll}
 
 
 def _conv(ndim: int, cin: int, cout: int, k: int) -> nn.Module:
@@ -83,7 +43,6 @@ def _conv(ndim: int, cin: int, cout: int, k: int) -> nn.Module:
     return conv
 
 
-@register("care")
 class CARE(nn.Module):
     """CARE U-Net (Weigert et al. 2018; CSBDeep defaults).
 
@@ -112,23 +71,8 @@ class CARE(nn.Module):
     -----
     ``forward`` accepts any spatial size; sizes that are not multiples of ``size_multiple``
     (``2**depth``) are edge-padded internally and cropped back, but tiled prediction should
-    pad itself. Training recipe (``default_schedule``): Adam lr 4e-4, batch 16, 100 epochs x
-    400 steps, reduce-on-plateau x0.5 / patience 10; loss MAE, Laplace NLL when probabilistic.
+    pad itself. Training recipe: :data:`SPEC` (MAE; Laplace NLL when probabilistic).
     """
-
-    size_multiple = 4
-    default_loss = "mae"
-    default_lr = 4e-4
-    default_schedule = {
-        "optimizer": "adam",
-        "lr": 4e-4,
-        "batch_size": 16,
-        "epochs": 100,
-        "steps_per_epoch": 400,
-        "scheduler": "plateau",
-        "factor": 0.5,
-        "patience": 10,
-    }
 
     def __init__(
         self,
@@ -168,7 +112,6 @@ class CARE(nn.Module):
         self.residual = bool(residual) and in_channels == out_channels
         self.probabilistic = bool(probabilistic)
         self.size_multiple = 2**self.depth
-        self.default_loss = "laplace_nll" if self.probabilistic else "mae"
 
         f = self.first_filters
         cin = self.in_channels
@@ -237,3 +180,27 @@ class CARE(nn.Module):
             sigma = F.softplus(self.scale_head(h)) + 1e-3
             mean = torch.cat((mean, sigma), dim=1)
         return crop_to(mean, shape)
+
+
+SPEC = register_spec(
+    NetworkSpec(
+        name="care",
+        network=CARE,
+        # CSBDeep: MAE, Adam 4e-4, batch 16, reduce-on-plateau ×0.5 after 10 epochs (here
+        # validations) without improvement; the probabilistic variant trains with laplace_nll
+        recipe={
+            "loss": "mae",
+            "lr": 4e-4,
+            "schedule": "plateau",
+            "lr_decay": 0.5,
+            "lr_decay_steps": 10,
+            "batch": 16,
+            "patch_rejection": "care",
+            "rejection_threshold": 0.4,
+            "norm_percentiles": (2.0, 99.8),
+            "augment": True,
+        },
+        size_multiple=4,  # 2**depth with the default depth 2
+        reference="Weigert et al., Nature Methods 15:1090 (2018)",
+    )
+)

@@ -33,45 +33,13 @@ import torch
 from torch import nn
 
 from lucyd.errors import InputError
-from lucyd.nets.care import check_ndim
-from lucyd.nets.registry import register
+from lucyd.nets.layers import check_ndim
+from lucyd.nets.registry import NetworkSpec, register_spec
 from lucyd.nets.wavelets import crop_to, pad_to_multiple
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _TCONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _BN = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-
-
-def global_ssim(
-    pred: torch.Tensor, target: torch.Tensor, c1: float = 1e-4, c2: float = 9e-4
-) -> torch.Tensor:
-    """SSIM computed from whole-image statistics (as in the DDN training code).
-
-    ``(2 mu_p mu_t + c1)(2 cov + c2) / ((mu_p^2 + mu_t^2 + c1)(var_p + var_t + c2))`` with
-    the means / (co)variances over all voxels of the batch; ``c1 = 0.01**2``,
-    ``c2 = 0.03**2`` assume intensities of order 1.
-    """
-    mp, mt = pred.mean(), target.mean()
-    vp = ((pred - mp) ** 2).mean()
-    vt = ((target - mt) ** 2).mean()
-    cov = ((pred - mp) * (target - mt)).mean()
-    return ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp**2 + mt**2 + c1) * (vp + vt + c2))
-
-
-def ddn_loss(
-    pred: torch.Tensor, target: torch.Tensor, x: torch.Tensor | None = None
-) -> torch.Tensor:
-    """DenseDeconNet loss ``mse - log((1 + SSIM) / 2) - 1.3 * min(pred)`` (Guo et al. 2020).
-
-    SSIM is :func:`global_ssim`; the last term pushes the output to be non-negative.
-    """
-    pred = pred[:, : target.shape[1]]
-    err = ((pred - target) ** 2).mean()
-    ssim = global_ssim(pred, target)
-    return err - torch.log(((1.0 + ssim) / 2.0).clamp_min(1e-8)) - 1.3 * pred.min()
-
-
-LOSSES = {"ddn": ddn_loss}
 
 
 class _ConvBN(nn.Module):
@@ -90,7 +58,6 @@ class _ConvBN(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-@register("ddn")
 class DenseDeconNet(nn.Module):
     """DenseDeconNet (Guo et al. 2020), 2D or 3D; 16,860 parameters in 3D.
 
@@ -107,22 +74,9 @@ class DenseDeconNet(nn.Module):
     -----
     Batch normalisation makes the output depend on the batch statistics in training mode;
     predict in ``eval()`` mode (running statistics). One 2x down-sampling:
-    ``size_multiple = 2``. Training recipe (``default_schedule``): Adam, lr
-    ``0.04 * 0.98**(step / 150)``, 12,000 iterations, batch 1, loss :func:`ddn_loss`.
+    ``size_multiple = 2``. Training recipe: :data:`SPEC` (loss ``ddn`` of
+    :mod:`lucyd.train.losses`).
     """
-
-    size_multiple = 2
-    default_loss = "ddn"
-    default_lr = 0.04
-    default_schedule = {
-        "optimizer": "adam",
-        "lr": 0.04,
-        "batch_size": 1,
-        "steps": 12000,
-        "scheduler": "exponential",
-        "gamma": 0.98,
-        "decay_steps": 150,
-    }
 
     def __init__(self, ndim: int = 3, in_channels: int = 1, out_channels: int = 1):
         super().__init__()
@@ -176,3 +130,26 @@ class DenseDeconNet(nn.Module):
         f3 = self.f3(torch.cat((f0, f1, f2), 1))
         u = torch.relu(self.up_bn(self.up(f3)) + a1)
         return crop_to(self.out(u), shape)
+
+
+SPEC = register_spec(
+    NetworkSpec(
+        name="ddn",
+        network=DenseDeconNet,
+        # Guo et al. 2020: Adam 0.04 · 0.98^(step/150), batch 1, 12,000 iterations
+        recipe={
+            "loss": "ddn",
+            "lr": 0.04,
+            "schedule": "exp",
+            "lr_decay": 0.98,
+            "lr_decay_steps": 150,
+            "batch": 1,
+            "patch_rejection": "mean",
+            "rejection_threshold": 0.8,
+            "norm_percentiles": (0.01, 99.5),
+            "augment": False,
+        },
+        size_multiple=2,  # one 2× down-sampling
+        reference="Guo et al., Nature Biotechnology 38:1337 (2020)",
+    )
+)

@@ -163,3 +163,45 @@ def receptive_field_probe(
 def fan_in(weight: torch.Tensor) -> int:
     """Number of inputs of one output unit of a conv weight (in_ch × kernel volume)."""
     return int(weight.shape[1] * math.prod(weight.shape[2:]))
+
+
+@torch.no_grad()
+def fold_batch_norm(net: nn.Module) -> int:
+    """Fold eval-mode batch norms into the convolutions before them, in place (for inference).
+
+    Every submodule with a ``conv`` (convolution or transposed convolution) followed in its
+    forward by a ``bn`` (batch norm with running statistics) — RLN's and DDN's conv–BN blocks —
+    gets ``W' = W · γ/√(σ² + ε)`` (per output channel) and ``b' = (b − μ) · γ/√(σ² + ε) + β``,
+    and its ``bn`` becomes an identity. In eval mode the output is unchanged up to float
+    round-off and one pass over the data is saved per layer. The folded network must not be
+    trained further (its batch norms are gone).
+
+    Returns
+    -------
+    int
+        The number of folded batch norms.
+    """
+    n = 0
+    for module in net.modules():
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+        if not (
+            isinstance(conv, nn.modules.conv._ConvNd)
+            and isinstance(bn, nn.modules.batchnorm._BatchNorm)
+            and bn.track_running_stats
+            and bn.running_mean is not None
+            and conv.groups == 1
+        ):
+            continue
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else (
+            1.0 / torch.sqrt(bn.running_var + bn.eps)
+        )
+        shift = bn.bias if bn.affine else torch.zeros_like(scale)
+        out_axis = 1 if conv.transposed else 0
+        shape = [1] * conv.weight.ndim
+        shape[out_axis] = -1
+        conv.weight.mul_(scale.reshape(shape))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.bias = nn.Parameter((bias - bn.running_mean) * scale + shift)
+        module.bn = nn.Identity()
+        n += 1
+    return n

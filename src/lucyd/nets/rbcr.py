@@ -56,8 +56,8 @@ from torch import nn
 
 from lucyd.errors import InputError
 from lucyd.forward.fft import centre_crop_or_pad
-from lucyd.nets.care import check_ndim, mae, mse
-from lucyd.nets.registry import register
+from lucyd.nets.layers import check_ndim
+from lucyd.nets.registry import NetworkSpec, register_spec
 from lucyd.nets.wavelets import crop_to, dwt, idwt, pad_to_multiple, wavelet_filters
 from lucyd.validation import as_psf
 
@@ -96,7 +96,10 @@ def rbcr_loss(
     return total
 
 
-LOSSES = {"rbcr": rbcr_loss, "mse": mse, "mae": mae}
+def rbcr_train_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """:func:`rbcr_loss` in the trainer's form ``(net, x, y) -> (loss, prediction)``."""
+    out = net(x)
+    return rbcr_loss(out, y, x), out[:, :1]
 
 
 def _conv(ndim: int, cin: int, cout: int, k: int) -> nn.Module:
@@ -225,7 +228,6 @@ def wiener_deconvolve(x: torch.Tensor, psf: torch.Tensor, lam: torch.Tensor) -> 
     ]
 
 
-@register("rbcr")
 class MRBCR(nn.Module):
     """m-rBCR (Li, Kudryashev & Yakimovich 2024) in 2D / 3D, any size, optional PSF input.
 
@@ -257,24 +259,9 @@ class MRBCR(nn.Module):
 
     Notes
     -----
-    ``size_multiple = 2**levels``. Training recipe (``default_schedule``): Adam lr 1e-3,
-    batch 64, loss :func:`rbcr_loss`.
+    ``size_multiple = 2**levels``. Training recipe: :data:`SPEC` (Adam 1e-3,
+    batch 64, loss :func:`rbcr_loss`).
     """
-
-    size_multiple = 4
-    default_loss = "rbcr"
-    default_lr = 1e-3
-    default_schedule = {"optimizer": "adam", "lr": 1e-3, "batch_size": 64}
-    #: recipe in the trainer's format (:mod:`lucyd.train.config`); Li et al. 2024: Adam 1e-3,
-    #: batch 64 (2D), constant rate; percentile normalisation instead of per-image min-max
-    training_defaults = {
-        "loss": "rbcr",
-        "lr": 1e-3,
-        "schedule": "constant",
-        "batch": 64,
-        "norm_percentiles": (1.0, 99.8),
-        "augment": True,
-    }
 
     def __init__(
         self,
@@ -393,3 +380,24 @@ class MRBCR(nn.Module):
         if self.residual:
             y = y + x
         return crop_to(y, shape)
+
+
+SPEC = register_spec(
+    NetworkSpec(
+        name="rbcr",
+        network=MRBCR,
+        # Li et al. 2024: Adam 1e-3, batch 64 (2D), constant rate; percentile normalisation
+        # instead of per-image min-max
+        recipe={
+            "loss": "rbcr",
+            "lr": 1e-3,
+            "schedule": "constant",
+            "batch": 64,
+            "norm_percentiles": (1.0, 99.8),
+            "augment": True,
+        },
+        losses={"rbcr": rbcr_train_loss},
+        size_multiple=4,  # 2**levels with the default 2 levels
+        reference="Li, Kudryashev & Yakimovich, ECCV (2024)",
+    )
+)

@@ -23,14 +23,11 @@ import torch
 from torch import nn
 
 from lucyd.errors import InputError
-from lucyd.nets.care import check_ndim, mae, mse
-from lucyd.nets.registry import register
+from lucyd.nets.layers import check_ndim
+from lucyd.nets.registry import NetworkSpec, register_spec
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _POOL = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
-
-LOSSES = {"mae": mae, "mse": mse}
-
 
 def _conv(ndim: int, cin: int, cout: int, k: int) -> nn.Module:
     conv = _CONV[ndim](cin, cout, k, padding=k // 2)
@@ -89,7 +86,6 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
-@register("rcan")
 class RCAN(nn.Module):
     """3D-RCAN (Chen et al. 2021), 2D or 3D.
 
@@ -117,22 +113,9 @@ class RCAN(nn.Module):
     Notes
     -----
     Fully convolutional with no down-sampling: ``size_multiple = 1``. Training recipe
-    (``default_schedule``): Adam lr 1e-4 halved every quarter of the training, MAE loss,
+    (:data:`SPEC`): Adam lr 1e-4 halved every quarter of the training, MAE loss,
     batch 1, patches (16, 256, 256), flips / rot90 augmentation.
     """
-
-    size_multiple = 1
-    default_loss = "mae"
-    default_lr = 1e-4
-    default_schedule = {
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "batch_size": 1,
-        "scheduler": "step",
-        "step_fraction": 0.25,
-        "gamma": 0.5,
-        "patch_shape": (16, 256, 256),
-    }
 
     def __init__(
         self,
@@ -187,3 +170,25 @@ class RCAN(nn.Module):
         if self.standardize:
             y = 0.5 * (y + 1.0)
         return y
+
+
+SPEC = register_spec(
+    NetworkSpec(
+        name="rcan",
+        network=RCAN,
+        # Chen et al. 2021: MAE, Adam 1e-4 halved every quarter, batch 1, flips/rot90
+        recipe={
+            "loss": "mae",
+            "lr": 1e-4,
+            "schedule": "quarter",
+            "lr_decay": 0.5,
+            "batch": 1,
+            "patch_rejection": "fraction",
+            "rejection_threshold": 0.25,
+            "norm_percentiles": (2.0, 99.9),
+            "augment": True,
+        },
+        size_multiple=1,  # no down-sampling
+        reference="Chen et al., Nature Methods 18:678 (2021)",
+    )
+)

@@ -37,7 +37,7 @@ from torch import nn
 
 from lucyd.errors import InputError
 from lucyd.nets import layers as L
-from lucyd.nets.registry import register
+from lucyd.nets.registry import NetworkSpec, register_spec
 
 #: ε added to the denominator of the RL division (reference: ``a / (x + 1e-3)``)
 DIV_EPS = 1e-3
@@ -118,7 +118,6 @@ class _ConvBN(nn.Module):
         return F.softplus(y) if self.act else y
 
 
-@register("rln")
 class RLN(nn.Module):
     """Richardson–Lucy Network (Li et al., Nature Methods 2022), 3D or 2D.
 
@@ -147,24 +146,6 @@ class RLN(nn.Module):
     All convolutions of the two forward projections (FP1: 3, FP2: 2) are
     Gaussian-initialised, as in the reference code; the others truncated-normal.
     """
-
-    #: every spatial size must be a multiple of this (2× average pool in H1)
-    size_multiple = 2
-    #: receptive-field half-width per axis at full resolution (voxels), verified by a
-    #: gradient probe in the tests: 6 convs at half scale (×2 = 12) + pooling and the
-    #: transposed conv (+2) + BP1's last conv (+1) + the merge part (+3).
-    receptive_radius = 18
-    #: defaults the generic trainer uses for this network (Li et al. 2022)
-    training_defaults = {
-        "loss": "rln",
-        "lr": 0.015,
-        "lr_decay": 0.95,
-        "lr_decay_steps": 600,
-        "batch": 4,
-        "patch_rejection": "mean",
-        "norm_percentiles": (0.01, 99.5),
-        "augment": False,
-    }
 
     def __init__(
         self,
@@ -287,3 +268,31 @@ class RLN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ndim={self.ndim}"
+
+
+SPEC = register_spec(
+    NetworkSpec(
+        name="rln",
+        network=RLN,
+        # Li et al. 2022: Adam 0.015 · 0.95^(step/600), batch 4 crops of one volume, no flips
+        recipe={
+            "loss": "rln",
+            "lr": 0.015,
+            "schedule": "exp",
+            "lr_decay": 0.95,
+            "lr_decay_steps": 600,
+            "batch": 4,
+            "patch_rejection": "mean",
+            "rejection_threshold": 0.8,
+            "norm_percentiles": (0.01, 99.5),
+            "augment": False,
+            "same_image_batch": True,
+        },
+        # the 2× average pool in H1
+        size_multiple=2,
+        # verified by a gradient probe in the tests: 6 convs at half scale (×2 = 12) + pooling
+        # and the transposed conv (+2) + BP1's last conv (+1) + the merge part (+3)
+        receptive_radius=18,
+        reference="Li et al., Nature Methods 19:1427 (2022)",
+    )
+)

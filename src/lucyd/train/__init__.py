@@ -4,26 +4,27 @@
   writes a model folder (``config.json``, ``model.json``, ``best.pt``, ``last.pt``,
   ``log.jsonl``, ``loss.png``).
 * :func:`load_model` → :class:`RestorationModel` with ``.predict(array, tile_shape=...)``, and
-  :func:`predict_file` for out-of-core Zarr / TIFF inputs.
+  :func:`predict_file` for out-of-core Zarr / TIFF inputs; :class:`ModelCard` is ``model.json``
+  (network, normalisation, training status).
 * :data:`LOSSES` / :func:`register_loss` — the loss registry (``rln``, ``rln_local``, ``mae``, ``mse``,
   ``laplace_nll``, ``ddn``).
 """
 
-from lucyd.train.config import MODEL_DEFAULTS, TrainConfig
+from lucyd.train.card import FORMAT_VERSION, ModelCard
+from lucyd.train.config import TrainConfig, network_recipe
+from lucyd.train.loading import load_model, predict_file
 from lucyd.train.losses import LOSSES, get_loss, register_loss
 from lucyd.train.model import (
-    FORMAT_VERSION,
+    IncompleteModelWarning,
     RestorationModel,
     default_tile_shape,
-    load_model,
-    predict_file,
     receptive_radius,
 )
 from lucyd.train.trainer import recalibrate_batch_norm, train
 
 __all__ = [
     "TrainConfig",
-    "MODEL_DEFAULTS",
+    "network_recipe",
     "train",
     "recalibrate_batch_norm",
     "load_model",
@@ -35,4 +36,6 @@ __all__ = [
     "get_loss",
     "register_loss",
     "FORMAT_VERSION",
+    "ModelCard",
+    "IncompleteModelWarning",
 ]

@@ -1,8 +1,9 @@
 """The training job's configuration (:class:`TrainConfig`) and per-network defaults.
 
-Fields left at ``None`` take the network's published defaults (Li et al. 2022 for RLN;
-Weigert et al. 2018 for CARE; Chen et al. 2021 for RCAN; Guo et al. 2020 for DDN), resolved
-by :meth:`TrainConfig.resolved` when training starts; the resolved configuration is what is
+Fields left at ``None`` take the network's published recipe (the ``recipe`` of its
+:class:`lucyd.nets.NetworkSpec`, in this class's field names: Li et al. 2022 for RLN; Weigert
+et al. 2018 for CARE; Chen et al. 2021 for RCAN; Guo et al. 2020 for DDN), resolved by
+:meth:`TrainConfig.resolved` when training starts; the resolved configuration is what is
 saved as ``config.json`` in the model folder.
 """
 
@@ -15,8 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from lucyd.config import JobConfig
 from lucyd.errors import InputError
 
-#: defaults for every network that does not say otherwise (class attribute
-#: ``training_defaults`` of the network, then :data:`MODEL_DEFAULTS`, then these)
+#: defaults for the recipe fields a network's :class:`~lucyd.nets.NetworkSpec` does not set
 GENERIC_DEFAULTS: dict[str, Any] = {
     "loss": "mae",
     "lr": 4e-4,
@@ -31,61 +31,15 @@ GENERIC_DEFAULTS: dict[str, Any] = {
     "same_image_batch": False,
 }
 
-#: published training recipes by network name (methods.md §2–§5)
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Li et al. 2022: Adam 0.015 · 0.95^(step/600), batch 4 crops of one volume, no flips
-    "rln": {
-        "loss": "rln",
-        "lr": 0.015,
-        "schedule": "exp",
-        "lr_decay": 0.95,
-        "lr_decay_steps": 600,
-        "batch": 4,
-        "patch_rejection": "mean",
-        "rejection_threshold": 0.8,
-        "norm_percentiles": (0.01, 99.5),
-        "augment": False,
-        "same_image_batch": True,
-    },
-    # Weigert et al. 2018 (CSBDeep): MAE, Adam 4e-4, batch 16, reduce-on-plateau ×0.5
-    "care": {
-        "loss": "mae",
-        "lr": 4e-4,
-        "schedule": "plateau",
-        "lr_decay": 0.5,
-        "lr_decay_steps": 10,
-        "batch": 16,
-        "patch_rejection": "care",
-        "rejection_threshold": 0.4,
-        "norm_percentiles": (2.0, 99.8),
-        "augment": True,
-    },
-    # Chen et al. 2021: MAE, Adam 1e-4 halved every quarter, batch 1, flips/rot90
-    "rcan": {
-        "loss": "mae",
-        "lr": 1e-4,
-        "schedule": "quarter",
-        "lr_decay": 0.5,
-        "batch": 1,
-        "patch_rejection": "fraction",
-        "rejection_threshold": 0.25,
-        "norm_percentiles": (2.0, 99.9),
-        "augment": True,
-    },
-    # Guo et al. 2020: Adam 0.04 · 0.98^(step/150), batch 1
-    "ddn": {
-        "loss": "ddn",
-        "lr": 0.04,
-        "schedule": "exp",
-        "lr_decay": 0.98,
-        "lr_decay_steps": 150,
-        "batch": 1,
-        "patch_rejection": "mean",
-        "rejection_threshold": 0.8,
-        "norm_percentiles": (0.01, 99.5),
-        "augment": False,
-    },
-}
+
+def network_recipe(model: str) -> dict[str, Any]:
+    """The training recipe of network ``model``: its spec's ``recipe`` over :data:`GENERIC_DEFAULTS`."""
+    from lucyd.nets import get_spec
+
+    merged = dict(GENERIC_DEFAULTS)
+    merged.update(get_spec(model).recipe)
+    return merged
+
 
 Schedule = Literal["exp", "plateau", "quarter", "constant"]
 Rejection = Literal["none", "mean", "care", "fraction"]
@@ -101,7 +55,8 @@ class TrainConfig(JobConfig):
     net_kwargs : dict
         Extra keyword arguments of the network (``ndim`` is set from :attr:`ndim`).
     ndim : {2, 3} or None
-        Spatial dimensions; None = that of the training data.
+        Spatial dimensions; None = that of the training data; 2 on 3D data trains a 2D model on
+        the volumes' planes.
     patch : tuple of int or None
         Training patch shape (z, y, x) or (y, x); None = 64 per axis (3D) / 128 (2D),
         clipped to the data. Each size must be a multiple of the network's ``size_multiple``.
@@ -134,6 +89,12 @@ class TrainConfig(JobConfig):
         expectation).
     clip_gt : bool
         Clip the normalised target at ≥ 0 (RLN).
+    target_scale : {"own", "input"}
+        ``own`` (the published recipes): the target is normalised with its own percentiles;
+        predictions are mapped back with the training pairs' mean target-to-input scale ratio
+        (the targets' flux on average). ``input``: the target keeps its own offset (``p_lo``)
+        but is divided by the *input's* ``p_hi − p_lo``, so the network learns outputs in the
+        input's intensity units and each prediction keeps the flux its target would have.
     augment : bool or None
         Random flips on every axis and 90° rotations in the (y, x) plane.
     patch_rejection : {"none", "mean", "care", "fraction"} or None
@@ -150,13 +111,16 @@ class TrainConfig(JobConfig):
         Fraction of the images held out for validation (at least one when there are ≥ 2
         images); with one image, that fraction of its longest axis. 0 disables validation.
     val_interval : int
-        Steps between validations (and checkpoints of ``last.pt``).
+        Steps between validations (and checkpoints of ``last.pt`` and ``model.json``).
     val_patches : int
-        Number of fixed validation patches.
+        Validation budget: central crops of up to this many held-out images (evenly spread),
+        together holding as many voxels as this many training patches, restored through the
+        prediction path and scored with :func:`lucyd.metrics.evaluate`
+        (:mod:`lucyd.train.validation`); ``best.pt`` has the highest mean validation PSNR.
     patience : int or None
         Early stopping after this many validations without improvement (None: never).
     min_delta : float
-        A validation loss counts as an improvement when it is below the best by more than this.
+        A validation PSNR counts as an improvement when it exceeds the best by more than this (dB).
     time_limit_s : float or None
         Stop (after validating and checkpointing) once training has run this long, in
         seconds of wall time — a budget on shared machines; resume continues it.
@@ -191,6 +155,7 @@ class TrainConfig(JobConfig):
     norm_percentiles: tuple[float, float] | None = None
     target_scale: Literal["own", "input"] = "own"
     clip_gt: bool = True
+    target_scale: Literal["own", "input"] = "own"
     augment: bool | None = None
     patch_rejection: Rejection | None = None
     rejection_threshold: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -229,16 +194,8 @@ class TrainConfig(JobConfig):
         return self
 
     def defaults(self) -> dict[str, Any]:
-        """The network's default recipe (class ``training_defaults`` over :data:`MODEL_DEFAULTS`)."""
-        from lucyd.nets import get_network
-
-        cls = get_network(self.model)
-        merged = dict(GENERIC_DEFAULTS)
-        merged.update(MODEL_DEFAULTS.get(self.model.lower(), {}))
-        merged.update(getattr(cls, "training_defaults", {}) or {})
-        if "schedule" not in merged or merged["schedule"] is None:
-            merged["schedule"] = "exp" if "lr_decay_steps" in merged else "constant"
-        return merged
+        """The network's default recipe (:func:`network_recipe`)."""
+        return network_recipe(self.model)
 
     def resolved(self, ndim: int, data_shape: tuple[int, ...] | None = None) -> TrainConfig:
         """A copy with every ``None`` filled from the network's defaults and the data.
@@ -250,7 +207,7 @@ class TrainConfig(JobConfig):
         data_shape : tuple of int, optional
             Smallest extent of the training images per axis (default patch is clipped to it).
         """
-        if self.ndim is not None and self.ndim != ndim:
+        if self.ndim is not None and self.ndim != ndim:  # (2D on volumes: the trainer passes 2)
             raise InputError(f"train config: ndim is {self.ndim} but the training data are {ndim}D")
         d = self.defaults()
         upd: dict[str, Any] = {"ndim": ndim, "model": self.model.lower()}
@@ -277,9 +234,9 @@ class TrainConfig(JobConfig):
             if upd.get("lr_decay_steps", self.lr_decay_steps) is None:
                 upd["lr_decay_steps"] = 1000
         if self.patch is None:
-            from lucyd.nets import get_network
+            from lucyd.nets import get_spec
 
-            m = int(getattr(get_network(self.model), "size_multiple", 1))
+            m = int(get_spec(self.model).size_multiple)
             base = 64 if ndim == 3 else 128
             shape = data_shape or (base,) * ndim
             upd["patch"] = tuple(max(m, (min(base, s) // m) * m) for s in shape)

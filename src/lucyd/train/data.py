@@ -1,8 +1,9 @@
 """Training data: loading pairs, percentile normalisation, validation split, patch sampling.
 
 * Pairs come from ``DIR/raw`` + ``DIR/gt`` via :func:`lucyd.synth.load_pairs`.
-* Each image is normalised on its own, ``(v − p_lo) / (p_hi − p_lo)`` with the configured
-  percentiles (RLN, Li et al. 2022: 0.01 and 99.5); the target is clipped at ≥ 0.
+* Each image is normalised on its own (:class:`lucyd.normalization.Normalizer`),
+  ``(v − p_lo) / (p_hi − p_lo)`` with the configured percentiles (RLN, Li et al. 2022: 0.01
+  and 99.5); the target is clipped at ≥ 0.
 * Validation never overlaps training: whole images are held out when there are ≥ 2, else
   the last ``val_fraction`` of the single image's longest axis.
 * :class:`PatchSampler` draws random patches with background rejection and optional
@@ -20,13 +21,10 @@ import numpy as np
 from scipy import ndimage
 
 from lucyd.errors import InputError
+from lucyd.normalization import Normalizer
 
 #: attempts before a rejected patch is accepted anyway (a nearly empty image)
 MAX_REDRAWS = 100
-#: images larger than this many voxels get their percentiles from a strided subsample
-PERCENTILE_SAMPLE = 16_000_000
-
-
 def load_training_pairs(data_dir: str | Path):
     """Load ``raw/`` + ``gt/`` pairs (:func:`lucyd.synth.load_pairs`), checked and float32."""
     try:
@@ -34,27 +32,6 @@ def load_training_pairs(data_dir: str | Path):
     except ImportError:  # the synth package may not re-export it
         from lucyd.synth.dataset import load_pairs
     return load_pairs(data_dir)
-
-
-def percentiles(array, pmin: float, pmax: float) -> tuple[float, float]:
-    """``(p_lo, p_hi)`` of ``array`` (a strided subsample of very large arrays).
-
-    For arrays above :data:`PERCENTILE_SAMPLE` voxels every k-th voxel along the flattened
-    array is used (k the smallest integer bringing the count below the limit).
-    """
-    arr = np.asarray(array)
-    flat = arr.reshape(-1)
-    if flat.size > PERCENTILE_SAMPLE:
-        flat = flat[:: math.ceil(flat.size / PERCENTILE_SAMPLE)]
-    lo, hi = np.percentile(flat.astype(np.float64, copy=False), [pmin, pmax])
-    return float(lo), float(hi)
-
-
-def normalize(array: np.ndarray, lo: float, hi: float, *, clip: bool = False) -> np.ndarray:
-    """``(array − lo) / (hi − lo)`` as float32 (``hi == lo`` is treated as a range of 1)."""
-    scale = hi - lo if hi > lo else 1.0
-    out = (np.asarray(array, dtype=np.float32) - np.float32(lo)) / np.float32(scale)
-    return np.clip(out, 0.0, None) if clip else out
 
 
 @dataclass
@@ -75,29 +52,75 @@ class TrainImage:
         return tuple(s.stop - s.start for s in self.region)
 
 
-def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True,
-                   target_scale: str = "own") -> list[TrainImage]:
+def prepare_images(
+    pairs, pmin: float, pmax: float, clip_gt: bool = True, target_scale: str = "own"
+) -> list[TrainImage]:
     """Normalise every pair with its own percentiles (input and target separately).
 
-    With ``target_scale="input"`` the target is normalised with the input's percentiles.
+    Each image gets its own :class:`lucyd.normalization.Normalizer`; the ratio of the target's to
+    the input's scale is kept (``gt_range``, ``raw_range``) so that predictions can be mapped back
+    to the input's intensity units with the flux of the target (:func:`target_scale_ratio`).
     """
     images = []
     for p in pairs:
-        rlo, rhi = percentiles(p.raw, pmin, pmax)
-        glo, ghi = (rlo, rhi) if target_scale == "input" else percentiles(p.gt, pmin, pmax)
+        raw_norm = Normalizer.fit(p.raw, (pmin, pmax))
+        gt_norm = Normalizer.fit(p.gt, (pmin, pmax))
+        if target_scale == "input":
+            gt_norm = Normalizer(gt_norm.lo, gt_norm.lo + raw_norm.scale)
         meta = getattr(p, "metadata", None)
         images.append(
             TrainImage(
                 name=p.name,
-                raw=normalize(p.raw, rlo, rhi),
-                gt=normalize(p.gt, glo, ghi, clip=clip_gt),
-                raw_range=(rlo, rhi),
-                gt_range=(glo, ghi),
+                raw=raw_norm.apply(p.raw),
+                gt=gt_norm.apply(p.gt, clip=clip_gt),
+                raw_range=(raw_norm.lo, raw_norm.hi),
+                gt_range=(gt_norm.lo, gt_norm.hi),
                 region=tuple(slice(0, n) for n in p.raw.shape),
                 voxel_size=getattr(meta, "voxel_size", None),
             )
         )
     return images
+
+
+def target_scale_ratio(ranges) -> float:
+    """Geometric mean over training pairs of ``(gt p_hi − p_lo) / (raw p_hi − p_lo)``.
+
+    The network learns the target's normalisation; multiplying its output by the input's
+    ``p_hi − p_lo`` and this ratio puts it in the input's intensity units with the target's
+    flux (a deconvolved target that keeps the raw's flux has brighter peaks: a ratio above 1).
+
+    Parameters
+    ----------
+    ranges : iterable of ((raw_lo, raw_hi), (gt_lo, gt_hi))
+        Percentile ranges of the training pairs.
+    """
+    logs = []
+    for (rlo, rhi), (glo, ghi) in ranges:
+        if rhi > rlo and ghi > glo:
+            logs.append(math.log((ghi - glo) / (rhi - rlo)))
+    return float(math.exp(np.mean(logs))) if logs else 1.0
+
+
+def as_planes(images: list[TrainImage]) -> list[TrainImage]:
+    """Every z plane of 3D training images as a 2D image (training a 2D model on volumes).
+
+    Planes keep their volume's normalisation and the (y, x) part of its allowed region; only
+    planes inside the region's z range are returned (a validation region stays held out).
+    """
+    planes = []
+    for im in images:
+        if im.raw.ndim != 3:
+            planes.append(im)
+            continue
+        vs = tuple(im.voxel_size[1:]) if im.voxel_size else None
+        for z in range(im.region[0].start, im.region[0].stop):
+            planes.append(
+                TrainImage(
+                    f"{im.name}[z={z}]", im.raw[z], im.gt[z], im.raw_range, im.gt_range,
+                    im.region[1:], vs,
+                )
+            )
+    return planes
 
 
 def check_patch(images: list[TrainImage], patch: tuple[int, ...], size_multiple: int) -> None:

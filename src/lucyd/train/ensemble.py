@@ -21,9 +21,10 @@ and an ``ensemble.json``::
      "model": "care", "probabilistic": true, "base_seed": 0,
      "members": [{"name": "member_00", "seed": 0}, ...], "created": ...}
 
-:func:`predict_with_uncertainty` combines the members (see its docstring for the formulas);
-:func:`predict_uncertainty_file` writes the mean restoration and the uncertainty maps, which is
-what ``lucyd predict --uncertainty`` does.
+:func:`lucyd.train.uncertainty.predict_with_uncertainty` combines the members (see its docstring
+for the formulas); :func:`lucyd.train.uncertainty.predict_uncertainty_file` writes the mean
+restoration and the uncertainty maps, which is what ``lucyd predict --uncertainty`` does (both
+also importable from this module).
 
 Warning
 -------
@@ -51,13 +52,6 @@ ENSEMBLE_FORMAT = "lucyd-ensemble"
 ENSEMBLE_VERSION = 1
 #: name of the ensemble description file
 ENSEMBLE_FILE = "ensemble.json"
-#: keys of the uncertainty dictionary, in the order files are written
-UNCERTAINTY_KEYS = ("total", "laplace_scale", "disagreement")
-#: file-name suffix of each uncertainty map written next to the restoration
-UNCERTAINTY_SUFFIXES = {"total": "_uncertainty", "laplace_scale": "_laplace_scale",
-                        "disagreement": "_disagreement"}
-#: recognised image extensions, longest first (for naming the uncertainty files)
-_IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".npy")
 
 
 def member_name(index: int) -> str:
@@ -84,11 +78,13 @@ def with_default_loss(config):
 # ---------------------------------------------------------------------------- training
 
 def _member_done(folder: Path) -> bool:
+    from lucyd.errors import LucydError
+    from lucyd.train.card import ModelCard
+
     try:
-        info = json.loads((folder / "model.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return ModelCard.read(folder).complete
+    except LucydError:
         return False
-    return info.get("training", {}).get("status") in ("done", "early-stopped")
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -238,6 +234,8 @@ class Ensemble:
         Keyword arguments are those of :meth:`lucyd.train.RestorationModel.predict`
         (``tile_shape``, ``overlap``, ``device``, ``batch_size``, ``progress``).
         """
+        from lucyd.train.uncertainty import predict_with_uncertainty
+
         mean, _ = predict_with_uncertainty(self, array, require=False, **kwargs)
         return mean
 
@@ -274,7 +272,7 @@ def load_ensemble(path: str | Path, *, weights: str = "best") -> Ensemble:
         Missing folder or ``ensemble.json``, unknown format or version, a missing or broken
         member, members of different dimensionality.
     """
-    from lucyd.train.model import load_model, read_json_description
+    from lucyd.train.loading import load_model, read_json_description
 
     root = Path(path)
     if not root.is_dir():
@@ -307,235 +305,26 @@ def load_ensemble(path: str | Path, *, weights: str = "best") -> Ensemble:
 
 def load_any(path: str | Path, *, weights: str = "best"):
     """A model folder (:func:`lucyd.train.load_model`) or an ensemble folder (:func:`load_ensemble`)."""
-    from lucyd.train.model import load_model
+    from lucyd.train.loading import load_model
 
     if is_ensemble(path):
         return load_ensemble(path, weights=weights)
     return load_model(path, weights=weights)
 
 
-# ---------------------------------------------------------------------------- prediction
-
-def _members(model) -> list:
-    if isinstance(model, Ensemble):
-        return model.members
-    if isinstance(model, (list, tuple)):
-        return list(Ensemble(model).members)
-    if hasattr(model, "predict") and hasattr(model, "net"):
-        return [model]
-    raise InputError(f"model: expected a RestorationModel, an Ensemble or a list of models, "
-                     f"got {type(model).__name__}")
+_MOVED = {
+    "predict_with_uncertainty", "uncertainty_paths", "predict_uncertainty_file",
+    "spearman_uncertainty_error", "UNCERTAINTY_KEYS", "UNCERTAINTY_SUFFIXES",
+}
 
 
-def predict_with_uncertainty(model, array, *, tile_shape=None, overlap=None,
-                             device: str = "auto", batch_size: int = 1, progress: bool = False,
-                             require: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Mean restoration and per-voxel uncertainty maps of a model or an ensemble.
+def __getattr__(name: str):
+    """Uncertainty readouts live in :mod:`lucyd.train.uncertainty` (importable from here too)."""
+    if name in _MOVED:
+        from lucyd.train import uncertainty
 
-    With members ``i = 1..K`` predicting means ``μ_i`` and, when probabilistic, Laplace scales
-    ``σ_i`` (Weigert et al., Nature Methods 2018), per voxel:
-
-    * ``mean = (1/K) Σ μ_i`` — the restoration;
-    * ``laplace_scale = (1/K) Σ σ_i`` — the members' average Laplace scale (probabilistic
-      members only). A Laplace distribution of scale σ has standard deviation ``√2 · σ``;
-    * ``disagreement = sqrt((1/K) Σ (μ_i − mean)²)`` — the population standard deviation of the
-      members' means (K ≥ 2 only; Lakshminarayanan et al., NeurIPS 2017);
-    * ``total = sqrt((1/K) Σ 2 σ_i² + disagreement²)`` — the standard deviation of the
-      ensemble's predictive mixture ``(1/K) Σ Laplace(μ_i, σ_i)`` (law of total variance);
-      without scales it equals ``disagreement``, with one member it is ``√2 · σ``.
-
-    All maps are float32 in the input's intensity units (each member maps its output back with
-    the input's percentiles). They estimate the restoration's error, they do not bound it; do not
-    use restorations or these maps for intensity quantification (CARE paper's warning).
-
-    Parameters
-    ----------
-    model : RestorationModel, Ensemble or list of RestorationModel
-        A single probabilistic model, or several models (any kind) used as an ensemble.
-    array : array_like
-        (y, x) or (z, y, x) image of the models' dimensionality (held in memory).
-    tile_shape, overlap, device, batch_size, progress
-        As :meth:`lucyd.train.RestorationModel.predict`.
-    require : bool
-        Raise when no uncertainty can be computed (a single non-probabilistic model); with
-        ``False`` the dictionary is then empty.
-
-    Returns
-    -------
-    mean : numpy.ndarray
-        float32, the input's shape.
-    uncertainty : dict of str to numpy.ndarray
-        ``total`` always (when any uncertainty exists), ``laplace_scale`` for probabilistic
-        members, ``disagreement`` for K ≥ 2; each float32 of the input's shape, ≥ 0.
-
-    Raises
-    ------
-    InputError
-        A single non-probabilistic model (with ``require``), wrong dimensionality, non-finite
-        input.
-    """
-    members = _members(model)
-    k = len(members)
-    flags = [_model_is_probabilistic(m) for m in members]
-    if any(flags) and not all(flags):
-        raise InputError("model: mixes probabilistic and non-probabilistic members")
-    prob = all(flags)
-    if require and k == 1 and not prob:
-        raise InputError("model: a single non-probabilistic network has no uncertainty; train "
-                         "an ensemble (--ensemble K) or a probabilistic CARE "
-                         "(net_kwargs probabilistic=True, loss laplace_nll)")
-    arr = array if not isinstance(array, (list, tuple)) else np.asarray(array)
-    mean = m2 = scale_sum = var_sum = None
-    for i, member in enumerate(members):
-        out = member.predict(arr, tile_shape=tile_shape, overlap=overlap, device=device,
-                             batch_size=batch_size, all_channels=True, progress=progress)
-        mu = np.asarray(out[0], dtype=np.float32)
-        if mean is None:
-            mean = np.zeros_like(mu)
-            m2 = np.zeros_like(mu)
-        # Welford's running mean and sum of squared deviations (stable in float32)
-        delta = mu - mean
-        mean += delta / np.float32(i + 1)
-        m2 += delta * (mu - mean)
-        if prob:
-            if out.shape[0] < 2:
-                raise InputError(f"model: member {i} is marked probabilistic but gives "
-                                 f"{out.shape[0]} output channel")
-            sigma = np.clip(np.asarray(out[1], dtype=np.float32), 0.0, None)
-            if scale_sum is None:
-                scale_sum = np.zeros_like(mu)
-                var_sum = np.zeros_like(mu)
-            scale_sum += sigma
-            var_sum += np.float32(2.0) * sigma * sigma
-        del out
-    unc: dict[str, np.ndarray] = {}
-    disagreement = np.sqrt(np.clip(m2 / np.float32(k), 0.0, None)) if k >= 2 else None
-    if prob:
-        unc["laplace_scale"] = (scale_sum / np.float32(k)).astype(np.float32)
-        total_var = var_sum / np.float32(k)
-        if disagreement is not None:
-            total_var = total_var + disagreement * disagreement
-        unc["total"] = np.sqrt(total_var).astype(np.float32)
-    elif disagreement is not None:
-        unc["total"] = disagreement.astype(np.float32, copy=True)
-    if disagreement is not None:
-        unc["disagreement"] = disagreement.astype(np.float32)
-    ordered = {key: unc[key] for key in UNCERTAINTY_KEYS if key in unc}
-    return mean.astype(np.float32, copy=False), ordered
-
-
-def uncertainty_paths(output_path: str | Path, keys: Sequence[str] = UNCERTAINTY_KEYS
-                      ) -> dict[str, Path]:
-    """File names of the uncertainty maps written beside ``output_path``.
-
-    ``restored.tif`` → ``restored_uncertainty.tif`` (total), ``restored_laplace_scale.tif``,
-    ``restored_disagreement.tif``; double extensions (``.ome.tif``, ``.ome.zarr``) are kept.
-    """
-    p = Path(output_path)
-    name = p.name
-    low = name.lower()
-    ext = next((s for s in _IMAGE_SUFFIXES if low.endswith(s) and len(name) > len(s)), p.suffix)
-    stem = name[: len(name) - len(ext)] if ext else name
-    return {key: p.with_name(f"{stem}{UNCERTAINTY_SUFFIXES[key]}{name[len(stem):]}")
-            for key in keys}
-
-
-def predict_uncertainty_file(model, input_path: str | Path, output_path: str | Path, *,
-                             uncertainty: bool = True, tile_shape=None, overlap=None,
-                             device: str = "auto", batch_size: int = 1,
-                             progress: bool = True) -> dict[str, Path]:
-    """Restore an image file with a model or ensemble and write the uncertainty maps beside it.
-
-    Writes ``output_path`` (the mean restoration) and, with ``uncertainty``, one file per map of
-    :func:`predict_with_uncertainty` named by :func:`uncertainty_paths`
-    (``OUTPUT_uncertainty.EXT`` = ``total``, ``OUTPUT_laplace_scale.EXT``,
-    ``OUTPUT_disagreement.EXT``), all float32 with the input's voxel size, atomically. The image
-    is held in memory (use :func:`lucyd.train.predict_file` for out-of-core single models).
-
-    Parameters
-    ----------
-    model : RestorationModel, Ensemble, or path of a model / ensemble folder
-    input_path, output_path : str or Path
-    uncertainty : bool
-        Write the uncertainty maps (else only the mean restoration).
-    tile_shape, overlap, device, batch_size, progress
-        As :meth:`lucyd.train.RestorationModel.predict`.
-
-    Returns
-    -------
-    dict of str to Path
-        ``{"restoration": output_path, "total": ..., ...}`` of the files written.
-    """
-    from lucyd.io import ImageMetadata, read_image, write_image
-
-    if isinstance(model, (str, Path)):
-        model = load_any(model)
-    image, meta = read_image(input_path)
-    image = np.asarray(image)
-    if image.ndim != getattr(model, "ndim", image.ndim):
-        raise InputError(f"{input_path}: the model restores {model.ndim}D images but the input is "
-                         f"{image.ndim}D with shape {image.shape}")
-    if tile_shape is None:
-        from lucyd.train.model import default_tile_shape
-
-        tile_shape = default_tile_shape(image.shape, getattr(model, "size_multiple", 1))
-    mean, unc = predict_with_uncertainty(model, image, tile_shape=tile_shape, overlap=overlap,
-                                         device=device, batch_size=batch_size,
-                                         progress=progress, require=uncertainty)
-    out_meta = ImageMetadata(meta.axes, meta.voxel_size, {})
-    written = {"restoration": Path(output_path)}
-    write_image(output_path, mean, out_meta)
-    if uncertainty:
-        paths = uncertainty_paths(output_path, list(unc))
-        for key, arr in unc.items():
-            write_image(paths[key], arr, out_meta)
-            written[key] = paths[key]
-    return written
-
-
-# ---------------------------------------------------------------------------- evaluation
-
-def spearman_uncertainty_error(uncertainty, error, *, patch: int | Sequence[int] | None = None
-                               ) -> float:
-    """Spearman rank correlation between an uncertainty map and the absolute error.
-
-    Parameters
-    ----------
-    uncertainty, error : array_like
-        Same shape; ``error`` is taken in absolute value.
-    patch : int or tuple of int, optional
-        Average both over non-overlapping patches of this size first (the trailing partial
-        patches are dropped), which compares *regions* rather than single noisy voxels.
-
-    Returns
-    -------
-    float
-        ``scipy.stats.spearmanr`` correlation (NaN when either input is constant).
-    """
-    from scipy.stats import spearmanr
-
-    u = np.asarray(uncertainty, dtype=np.float64)
-    e = np.abs(np.asarray(error, dtype=np.float64))
-    if u.shape != e.shape:
-        raise InputError(f"uncertainty and error: shapes differ, {u.shape} vs {e.shape}")
-    if patch is not None:
-        p = (int(patch),) * u.ndim if np.isscalar(patch) else tuple(int(v) for v in patch)
-        if len(p) != u.ndim or any(v < 1 for v in p):
-            raise InputError(f"patch: expected {u.ndim} positive sizes, got {patch!r}")
-        u, e = _block_mean(u, p), _block_mean(e, p)
-    if u.size < 3:
-        raise InputError("uncertainty: fewer than 3 values (or patches) to rank")
-    res = spearmanr(u.ravel(), e.ravel())
-    return float(getattr(res, "statistic", res[0]))
-
-
-def _block_mean(a: np.ndarray, p: tuple[int, ...]) -> np.ndarray:
-    n = tuple(s // q for s, q in zip(a.shape, p, strict=True))
-    if any(v == 0 for v in n):
-        raise InputError(f"patch: {p} is larger than the image {a.shape}")
-    a = a[tuple(slice(0, v * q) for v, q in zip(n, p, strict=True))]
-    shape = [x for v, q in zip(n, p, strict=True) for x in (v, q)]
-    return a.reshape(shape).mean(axis=tuple(range(1, 2 * len(p), 2)))
+        return getattr(uncertainty, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -547,10 +336,6 @@ __all__ = [
     "load_any",
     "load_ensemble",
     "member_name",
-    "predict_uncertainty_file",
-    "predict_with_uncertainty",
-    "spearman_uncertainty_error",
     "train_ensemble",
-    "uncertainty_paths",
     "with_default_loss",
 ]

@@ -11,37 +11,43 @@ A model folder written by :func:`lucyd.train.train` holds::
     log.jsonl     one JSON record per logging interval / validation
     loss.png      training and validation loss curves
 
+``model.json`` is the :class:`~lucyd.train.card.ModelCard` (also the training status: a model
+whose training did not finish loads with an :class:`IncompleteModelWarning`).
+
 Prediction (:meth:`RestorationModel.predict`) normalises the input with the percentiles of the
 *whole* input, ``x = (v − p_lo) / (p_hi − p_lo)`` with the model's training percentiles (RLN:
-0.01 and 99.5; Li et al., Nature Methods 2022), runs the network and maps the result back to the
-input's intensity scale, ``out · (p_hi − p_lo) + p_lo``. Large inputs are processed in tiles
-(crop and stitch): each tile is read with a context margin of the network's receptive radius
-that is computed and discarded, neighbouring tiles' remaining overlap is blended with linear
-ramps, and tile origins stay on the network's size multiple (RLN's 2× pooling grid), so tiled
-and whole-image predictions agree to float32 round-off.
+0.01 and 99.5; Li et al., Nature Methods 2022; :class:`lucyd.normalization.Normalizer`), runs
+the network and maps the result back to the input's intensity units with the flux of the
+training targets, ``out · (p_hi − p_lo) · r + p_lo``, ``r`` the training pairs' ratio of target
+to input percentile range (a network trained towards sharper targets that keep the raw flux
+gives correspondingly brighter peaks, not a dimmed copy squeezed into the input's range).
+
+Large inputs are processed in tiles (crop and stitch): each tile is read with a context margin
+of the network's receptive radius that is computed and discarded, neighbouring tiles'
+remaining overlap is blended with linear ramps, and tile origins stay on the network's size
+multiple (RLN's 2× pooling grid), so tiled and whole-image predictions agree to float32
+round-off.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lucyd.errors import FileFormatError, InputError
+from lucyd.errors import InputError
+from lucyd.normalization import Normalizer, percentile_range
+from lucyd.train.card import ModelCard
 
-#: ``format`` field of model.json
-MODEL_FORMAT = "lucyd-model"
-#: the model-folder version this code writes and reads
-FORMAT_VERSION = 1
+
+class IncompleteModelWarning(UserWarning):
+    """A model whose training did not finish (model card status ``running`` or ``interrupted``)."""
+
 #: voxels per tile used by :func:`predict_file` when no tile shape is given (~64×256×256)
 DEFAULT_TILE_VOXELS = 64 * 256 * 256
-#: inputs up to this many voxels are sampled completely for the global percentiles
-PERCENTILE_SAMPLE = 16_000_000
 
 
 def receptive_radius(net: nn.Module, ndim: int) -> tuple[int, ...]:
@@ -111,24 +117,44 @@ class RestorationModel:
     """A trained network with its normalisation, ready to restore images.
 
     Obtain one with :func:`load_model`. Attributes: ``name`` (network), ``ndim``, ``net``
-    (eval-mode ``nn.Module``), ``percentiles`` (p_lo, p_hi), ``voxel_size`` of the training
-    data, ``receptive_radius``, ``info`` (model.json), ``path``.
+    (eval-mode ``nn.Module``), ``percentiles`` (p_lo, p_hi), ``output_ratio`` (target-to-input
+    scale ratio of the training pairs), ``voxel_size`` of the training data,
+    ``receptive_radius``, ``card`` (:class:`~lucyd.train.card.ModelCard`), ``info`` (the card as
+    a dictionary, i.e. model.json), ``path``, ``complete`` (training finished).
     """
 
-    def __init__(self, net: nn.Module, info: dict, path: Path | None = None):
+    def __init__(self, net: nn.Module, info: dict | ModelCard, path: Path | None = None):
         self.net = net.eval()
-        self.info = info
+        self.card = info if isinstance(info, ModelCard) else ModelCard.from_dict(info, path or "")
+        self.info = self.card.to_dict()
         self.path = path
-        self.name = info["network"]["name"]
-        self.ndim = int(info["network"]["ndim"])
+        self.name = self.card.network.name
+        self.ndim = int(self.card.network.ndim)
         self.size_multiple = int(getattr(net, "size_multiple", 1))
-        self.percentiles = tuple(float(p) for p in info["normalization"]["percentiles"])
-        vs = info.get("voxel_size")
+        self.percentiles = tuple(float(p) for p in self.card.normalization.percentiles)
+        self.output_ratio = self.card.normalization.output_ratio()
+        vs = self.card.voxel_size
         self.voxel_size = tuple(vs) if vs else None
-        rr = info["network"].get("receptive_radius")
+        rr = self.card.network.receptive_radius
         self.receptive_radius = (
             tuple(int(v) for v in rr) if rr else receptive_radius(net, self.ndim)
         )
+        self._warned = False
+
+    @property
+    def complete(self) -> bool:
+        """True when the model's training finished (see :class:`~lucyd.train.card.ModelCard`)."""
+        return self.card.complete
+
+    def warn_if_incomplete(self) -> None:
+        """Warn (:class:`IncompleteModelWarning`, once per model) when the training did not finish."""
+        if not self.complete and not self._warned:
+            import warnings
+
+            self._warned = True
+            warnings.warn(
+                self.card.incomplete_message(self.path), IncompleteModelWarning, stacklevel=3
+            )
 
     def __repr__(self) -> str:
         return f"RestorationModel({self.name!r}, ndim={self.ndim}, path={str(self.path)!r})"
@@ -147,42 +173,53 @@ class RestorationModel:
     def input_range(self, array) -> tuple[float, float]:
         """Global ``(p_lo, p_hi)`` of an input (in-memory or lazy) with the model's percentiles.
 
-        Inputs above 16 M voxels are subsampled: every k-th plane along axis 0 (lazy inputs are
-        never loaded whole).
+        :func:`lucyd.normalization.percentile_range`: inputs above 16 M voxels are subsampled
+        (every k-th plane along axis 0; lazy inputs are never loaded whole).
         """
-        shape = tuple(array.shape)
-        n = math.prod(shape)
-        if n <= PERCENTILE_SAMPLE:
-            sample = np.asarray(array[...], dtype=np.float64).ravel()
-        else:
-            k = math.ceil(n / PERCENTILE_SAMPLE)
-            if len(shape) == 3 and shape[0] >= k:
-                sample = np.asarray(array[::k], dtype=np.float64).ravel()
-            else:
-                sample = np.asarray(array[...], dtype=np.float64).ravel()[::k]
-        lo, hi = np.percentile(sample, self.percentiles)
-        return float(lo), float(hi)
+        return percentile_range(array, self.percentiles)
+
+    def normalizers(self, array) -> tuple[Normalizer, Normalizer]:
+        """Input and output :class:`~lucyd.normalization.Normalizer` for ``array``.
+
+        The input one takes the model's percentiles of ``array`` to 0 and 1; the output one
+        maps the network's output back to the input's intensity units with the target's flux:
+        ``out · (p_hi − p_lo) · r + p_lo`` with ``r`` the training pairs' target-to-input scale
+        ratio (:attr:`output_ratio`).
+        """
+        norm = Normalizer(*self.input_range(array))
+        return norm, norm.rescaled(self.output_ratio)
 
     # ------------------------------------------------------------------ prediction
     def _check_input(self, array, name: str = "image"):
         shape = tuple(getattr(array, "shape", np.shape(array)))
         if len(shape) != self.ndim:
+            how = (
+                "restore it plane by plane or train a 3D model (lucyd train --ndim 3 on 3D data)"
+                if self.ndim == 2
+                else "train a 2D model (lucyd train --ndim 2)"
+            )
             raise InputError(
                 f"{name}: the model {self.name!r} restores {self.ndim}D images but the "
-                f"input is {len(shape)}D with shape {shape}"
+                f"input is {len(shape)}D with shape {shape}; {how}"
             )
         if any(s < 1 for s in shape):
             raise InputError(f"{name}: has an empty axis, shape {shape}")
         return shape
 
     def _run_region(
-        self, array, region: tuple[slice, ...], shape, lo: float, scale: float, device: torch.device
+        self,
+        array,
+        region: tuple[slice, ...],
+        shape,
+        norms: tuple[Normalizer, Normalizer],
+        device: torch.device,
     ) -> np.ndarray:
-        """Restore ``array[region]`` in the input's scale (all channels, ``(C, *region)``).
+        """Restore ``array[region]`` in the input's units (all channels, ``(C, *region)``).
 
         The region is widened to the size multiple (down at the start, up at the end; beyond
         the image end the input is mirrored), normalised, passed through the network, mapped
-        back (``out · scale + lo`` for channel 0, ``· scale`` for further channels) and cropped.
+        back (the output normaliser's inverse for channel 0, ``· scale`` for further channels)
+        and cropped.
         """
         m = self.size_multiple
         wide = tuple(slice((s.start // m) * m, _round_up(s.stop, m)) for s in region)
@@ -191,16 +228,43 @@ class RestorationModel:
         pad = [(0, w.stop - i.stop) for w, i in zip(wide, inside, strict=True)]
         if any(p[1] for p in pad):
             block = np.pad(block, pad, mode="symmetric")
-        block = (block - np.float32(lo)) / np.float32(scale)
+        norm_in, norm_out = norms
+        block = norm_in.apply(block)
         with torch.inference_mode():
             out = self.net(torch.from_numpy(block[None, None]).to(device))
         out = out[0].float().cpu().numpy()
-        out *= np.float32(scale)
-        out[0] += np.float32(lo)
+        out[1:] *= np.float32(norm_out.scale)
+        out[0] = norm_out.invert(out[0])
         crop = tuple(
             slice(s.start - w.start, s.stop - w.start) for s, w in zip(region, wide, strict=True)
         )
         return out[(slice(None),) + crop]
+
+    def _predict_plane(self, array, *, tile_shape, overlap, out, all_channels, **kwargs):
+        """A 2D image through a 3D model: a single-plane volume (z padded to the size multiple).
+
+        The plane is mirrored along z up to the network's size multiple (RLN: 2), restored as a
+        volume, and the restored plane returned (see :meth:`predict`).
+        """
+        import warnings
+
+        arr = np.asarray(array)
+        warnings.warn(
+            f"the 3D model {self.name!r} restores the 2D image {arr.shape} as a single-plane "
+            "volume (no z context); for 2D data a 2D model (lucyd train --ndim 2) is better",
+            UserWarning,
+            stacklevel=3,
+        )
+        tile = None if tile_shape is None else (1, *_as_tuple(tile_shape, 2, "tile_shape"))
+        ov = None if overlap is None else (0, *_as_tuple(overlap, 2, "overlap", allow_zero=True))
+        res = self.predict(
+            arr[None], tile_shape=tile, overlap=ov, all_channels=all_channels, **kwargs
+        )
+        res = res[:, 0] if all_channels else res[0]
+        if out is None:
+            return res
+        out[...] = res
+        return out
 
     def predict(
         self,
@@ -260,12 +324,20 @@ class RestorationModel:
         Normalisation is global: ``p_lo, p_hi`` are the model's percentiles (RLN: 0.01, 99.5)
         of the whole input (every k-th plane above 16 M voxels), the network sees
         ``(v − p_lo) / (p_hi − p_lo)`` and its output is mapped back as
-        ``out · (p_hi − p_lo) + p_lo`` (Li et al. 2022 normalise per block and re-multiply by
-        the block's maximum instead; global normalisation keeps tiles consistent).
+        ``out · (p_hi − p_lo) · r + p_lo`` with ``r`` = :attr:`output_ratio` (the training
+        targets' flux in the input's units). A 2D image given to a 3D model is restored as a
+        single-plane volume (with a warning). (Li et al. 2022 normalise per block and re-multiply
+        by the block's maximum instead; global normalisation keeps tiles consistent.)
         """
         from lucyd.device import resolve_device
         from lucyd.validation import check_finite
 
+        self.warn_if_incomplete()
+        if self.ndim == 3 and len(getattr(array, "shape", np.shape(array))) == 2:
+            return self._predict_plane(
+                array, tile_shape=tile_shape, overlap=overlap, device=device,
+                batch_size=batch_size, out=out, all_channels=all_channels, progress=progress,
+            )
         shape = self._check_input(array)
         if isinstance(array, np.ndarray) or not hasattr(array, "shape"):
             array = np.asarray(array)
@@ -276,12 +348,11 @@ class RestorationModel:
             raise InputError(f"batch_size: must be >= 1, got {batch_size}")
         dev = resolve_device(device)
         self.net.to(dev).eval()
-        lo, hi = self.input_range(array)
-        scale = hi - lo if hi > lo else 1.0
+        norms = self.normalizers(array)
         full = tuple(slice(0, n) for n in shape)
         tile = None if tile_shape is None else _as_tuple(tile_shape, self.ndim, "tile_shape")
         if tile is None or all(t >= n for t, n in zip(tile, shape, strict=True)):
-            res = self._run_region(array, full, shape, lo, scale, dev)
+            res = self._run_region(array, full, shape, norms, dev)
             res = res if all_channels else res[0]
             if out is None:
                 return np.ascontiguousarray(res, dtype=np.float32)
@@ -302,7 +373,7 @@ class RestorationModel:
 
             def fn(block, _c=c):
                 nonlocal n_out
-                res = self._run_region(array, recorder.last, shape, lo, scale, dev)
+                res = self._run_region(array, recorder.last, shape, norms, dev)
                 n_out = res.shape[0] if all_channels else 1
                 return res[_c]
 
@@ -340,168 +411,6 @@ def _as_tuple(value, ndim: int, name: str, allow_zero: bool = False) -> tuple[in
         kind = ">= 0" if allow_zero else "positive"
         raise InputError(f"{name}: sizes must be {kind}, got {value!r}")
     return vals
-
-
-# ---------------------------------------------------------------------- loading
-
-
-def read_json_description(path: Path, what: str, folder_kind: str = "model") -> dict:
-    """The JSON object in ``path`` (a model's or ensemble's description), or a one-line error."""
-    if not path.is_file():
-        raise FileFormatError(f"{path.parent}: not a lucyd {folder_kind} folder (no {path.name})")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise FileFormatError(f"{path}: not a {what}")
-    return data
-
-
-def load_model(model_dir: str | Path, *, weights: str = "best") -> RestorationModel:
-    """Load a model folder written by :func:`lucyd.train.train`.
-
-    Parameters
-    ----------
-    model_dir : str or Path
-        The folder (``config.json``, ``model.json``, ``best.pt`` / ``last.pt``).
-    weights : {"best", "last"}
-        Which checkpoint (``best`` falls back to ``last`` when there is no ``best.pt``).
-
-    Returns
-    -------
-    RestorationModel
-
-    Raises
-    ------
-    FileFormatError
-        Missing folder or files, an unknown format version, a config and model.json naming
-        different networks, corrupt or mismatching weights.
-    """
-    from lucyd.nets import build_network
-    from lucyd.train.config import TrainConfig
-
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise FileFormatError(f"{path}: no such model folder")
-    info = read_json_description(path / "model.json", "model description")
-    if info.get("format") != MODEL_FORMAT:
-        raise FileFormatError(
-            f"{path}: model.json is not a lucyd model (format {info.get('format')!r})"
-        )
-    version = info.get("format_version")
-    if version != FORMAT_VERSION:
-        raise FileFormatError(
-            f"{path}: unknown model format version {version!r} (this lucyd reads "
-            f"version {FORMAT_VERSION}); update lucyd or retrain"
-        )
-    try:
-        net_info = info["network"]
-        name, ndim = str(net_info["name"]), int(net_info["ndim"])
-        kwargs: dict[str, Any] = dict(net_info.get("kwargs") or {})
-        info["normalization"]["percentiles"]  # noqa: B018 - presence check
-    except (KeyError, TypeError, ValueError):
-        raise FileFormatError(
-            f"{path}: model.json lacks the network or normalisation fields"
-        ) from None
-    try:
-        cfg = TrainConfig.load(path / "config.json")
-    except InputError as exc:
-        raise FileFormatError(str(exc)) from None
-    if cfg.model.lower() != name.lower():
-        raise FileFormatError(
-            f"{path}: config.json says network {cfg.model!r} but model.json says "
-            f"{name!r}; the folder is inconsistent"
-        )
-    if weights not in ("best", "last"):
-        raise InputError(f"weights: expected 'best' or 'last', got {weights!r}")
-    candidates = ["best.pt", "last.pt"] if weights == "best" else ["last.pt"]
-    wpath = next((path / c for c in candidates if (path / c).is_file()), None)
-    if wpath is None:
-        raise FileFormatError(f"{path}: no weights ({' or '.join(candidates)})")
-    try:
-        ckpt = torch.load(wpath, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle = corrupt file
-        raise FileFormatError(
-            f"{wpath}: corrupt or unreadable weights ({type(exc).__name__})"
-        ) from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise FileFormatError(f"{wpath}: not a lucyd checkpoint")
-    if str(ckpt.get("model_name", name)).lower() != name.lower():
-        raise FileFormatError(
-            f"{wpath}: weights of network {ckpt.get('model_name')!r} but model.json says {name!r}"
-        )
-    try:
-        net = build_network(name, ndim=ndim, **kwargs)
-    except InputError as exc:
-        raise FileFormatError(f"{path}: cannot rebuild the network ({exc})") from None
-    try:
-        net.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FileFormatError(f"{wpath}: weights do not fit network {name!r} ({first})") from None
-    return RestorationModel(net, info, path)
-
-
-# ---------------------------------------------------------------------- files
-
-
-def predict_file(
-    model: RestorationModel | str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
-    *,
-    tile_shape=None,
-    overlap=None,
-    device: str = "auto",
-    batch_size: int = 1,
-    progress: bool = True,
-) -> Path:
-    """Restore an image file tile by tile (out of core) into a float32 file.
-
-    The input is opened lazily (:func:`lucyd.io.read_image` with ``lazy=True``; Zarr and TIFF are
-    read tile by tile), the output written with :func:`lucyd.io.open_writer` (atomically; Zarr,
-    TIFF, ``.npy``) with the input's voxel size. Global percentiles come from the whole input
-    (every k-th plane above 16 M voxels).
-
-    Parameters
-    ----------
-    model : RestorationModel or path
-        A loaded model or a model folder.
-    input_path, output_path : str or Path
-        Input image and output file (format from the extension).
-    tile_shape : int or tuple, optional
-        Default: about 64×256×256 voxels (clipped to the image), the whole image in 2D up to
-        4096².
-    overlap, device, batch_size, progress
-        As :meth:`RestorationModel.predict`.
-
-    Returns
-    -------
-    Path
-        ``output_path``.
-    """
-    from lucyd.io import ImageMetadata, open_writer, read_image
-
-    if not isinstance(model, RestorationModel):
-        model = load_model(model)
-    source, meta = read_image(input_path, lazy=True)
-    shape = model._check_input(source, name=str(input_path))
-    if tile_shape is None:
-        tile_shape = default_tile_shape(shape, model.size_multiple)
-    out_meta = ImageMetadata(meta.axes, meta.voxel_size, {})
-    output_path = Path(output_path)
-    with open_writer(output_path, shape, np.float32, out_meta) as out:
-        model.predict(
-            source,
-            tile_shape=tile_shape,
-            overlap=overlap,
-            device=device,
-            batch_size=batch_size,
-            out=out,
-            progress=progress,
-        )
-    return output_path
 
 
 def default_tile_shape(shape: tuple[int, ...], multiple: int = 1) -> tuple[int, ...]:

@@ -3,15 +3,15 @@
 :func:`train` builds the network named in a :class:`~lucyd.train.config.TrainConfig`, samples
 patches from ``raw/`` + ``gt/`` pairs, optimises with Adam and the network's schedule
 (RLN: ``0.015 · 0.95^(step/600)``, Li et al., Nature Methods 2022), validates on held-out
-data (loss, PSNR, SSIM), and writes the model folder (see :mod:`lucyd.train.model`):
+images the way a test image is scored (:mod:`lucyd.train.validation`) and writes the model
+folder (see :mod:`lucyd.train.model`):
 
-``config.json``, ``model.json``, ``best.pt``, ``last.pt``, ``log.jsonl``, ``loss.png``.
+``config.json``, ``model.json`` (the :class:`~lucyd.train.card.ModelCard`, kept current at every
+checkpoint), ``best.pt``, ``last.pt``, ``log.jsonl``, ``loss.png``.
 
-Checkpoints are written atomically (temporary file, then rename), so an interrupted run never
-corrupts ``best.pt`` or ``last.pt``. ``last.pt`` holds everything needed to continue exactly:
-weights, optimiser, scheduler, step, early-stopping state and the RNG states of torch, numpy
-(the patch sampler) and Python; ``train(..., resume=True)`` therefore gives the same weights
-as an uninterrupted run.
+Checkpoints (:mod:`lucyd.train.checkpoint`) are atomic; ``train(..., resume=True)`` gives the
+same weights as an uninterrupted run. Batch-norm statistics are re-estimated before every
+validation and checkpoint (:mod:`lucyd.train.batchnorm`).
 
 Ensembles (``--ensemble K``, :mod:`lucyd.train.ensemble`): K complete model folders ``member_00``
 … under one folder with an ``ensemble.json``, each trained by :func:`train` with its own seed and
@@ -20,54 +20,50 @@ loadable with :func:`lucyd.train.load_model` on its own.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 import lucyd
 from lucyd.device import resolve_device
-from lucyd.errors import InputError, LucydError
-from lucyd.io.atomic import atomic_path
+from lucyd.errors import FileFormatError, InputError, LucydError
 from lucyd.progress import progress
+from lucyd.train.batchnorm import batch_norm_layers, recalibrate_batch_norm
+from lucyd.train.card import ModelCard
+from lucyd.train.checkpoint import (
+    CHECKPOINT_VERSION,
+    CRITERION,
+    atomic_torch_save,
+    check_checkpoint_matches,
+    check_resume_config,
+    load_checkpoint,
+    rng_states,
+    set_rng_states,
+)
 from lucyd.train.config import TrainConfig
 from lucyd.train.data import (
     PatchSampler,
+    TrainImage,
+    as_planes,
     check_patch,
     load_training_pairs,
     prepare_images,
     split_validation,
+    target_scale_ratio,
 )
+from lucyd.train.log import TrainingLog, plot_losses
 from lucyd.train.losses import check_loss_patch, get_loss
-from lucyd.train.model import FORMAT_VERSION, MODEL_FORMAT, receptive_radius
+from lucyd.train.model import receptive_radius
+from lucyd.train.validation import Validator, validation_crops
 
-#: version of the checkpoint dictionaries in best.pt / last.pt
-CHECKPOINT_VERSION = 1
+__all__ = ["train", "recalibrate_batch_norm", "batch_norm_layers"]
 
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (tuple, set, np.ndarray)):
-        return list(value)
-    return str(value)
+#: files of a model folder that a fresh run replaces
+_RUN_FILES = ("best.pt", "last.pt", "log.jsonl", "loss.png", "model.json")
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -82,14 +78,16 @@ def _lr_lambda(cfg: TrainConfig):
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer):
-    if cfg.schedule == "plateau":
+    if cfg.schedule == "plateau":  # on the validation PSNR (higher is better)
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=float(cfg.lr_decay), patience=int(cfg.lr_decay_steps)
+            optimizer, mode="max", factor=float(cfg.lr_decay), patience=int(cfg.lr_decay_steps)
         )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
 
 
 def _dataset_json(data_dir: Path) -> dict | None:
+    import json
+
     path = data_dir / "dataset.json"
     if not path.is_file():
         return None
@@ -99,168 +97,228 @@ def _dataset_json(data_dir: Path) -> dict | None:
         return None
 
 
-def _metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float | None]:
-    """PSNR and SSIM (data range 1, normalised target) of one validation patch."""
-    from lucyd.metrics import psnr, ssim
-
-    p = psnr(pred, gt, data_range=1.0)
+def _never_checkpointed(model_dir: Path) -> bool:
+    """True when ``model_dir`` holds a run killed before its first checkpoint (safe to restart)."""
+    if (model_dir / "last.pt").exists() or (model_dir / "best.pt").exists():
+        return False
     try:
-        s = ssim(pred, gt, data_range=1.0)
+        return ModelCard.read(model_dir).training.status == "running"
     except LucydError:
-        s = None
-    return p, s
+        return False
 
 
-def batch_norm_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
-    """The batch-norm layers of ``net`` that keep running statistics."""
-    return [
-        m
-        for m in net.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
-
-
-@torch.no_grad()
-def recalibrate_batch_norm(net: torch.nn.Module, batches, device=None) -> int:
-    """Re-estimate the running statistics of every batch-norm layer of ``net`` ("precise BN").
-
-    The running mean and variance are reset and replaced by the exact average of the batch
-    statistics of ``batches`` (inputs shaped like training batches), forwarded in train mode
-    without gradients (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021). The moving
-    averages kept during training (momentum 0.01 in Keras' convention for RLN) lag behind
-    weights that change quickly and are dominated by a handful of small, noisy batches, so
-    that eval-mode predictions of a short training can be far worse than train-mode ones.
-    Weights, gradients and random states are untouched; the layers' momenta and the
-    network's train/eval mode are restored.
-
-    Parameters
-    ----------
-    net : nn.Module
-        Any network; without batch-norm layers nothing happens.
-    batches : iterable of array or Tensor
-        Input batches (B, C, *spatial).
-    device : torch device, optional
-        Where to send the batches (default: the network's).
-
-    Returns
-    -------
-    int
-        The number of batches forwarded (0 when ``net`` has no batch norm).
-    """
-    layers = batch_norm_layers(net)
-    if not layers:
-        return 0
-    if device is None:
-        param = next(net.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    momenta = [m.momentum for m in layers]
-    was_training = net.training
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    net.train()
-    n = 0
-    try:
-        for xb in batches:
-            x = torch.as_tensor(np.ascontiguousarray(xb) if isinstance(xb, np.ndarray) else xb)
-            net(x.to(device))
-            n += 1
-    finally:
-        for m, mom in zip(layers, momenta, strict=True):
-            m.momentum = mom
-        net.train(was_training)
-    return n
-
-
-def _rng_states(sampler: PatchSampler) -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": sampler.state,
-        "python": random.getstate(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_states(states: dict, sampler: PatchSampler) -> None:
-    torch.set_rng_state(states["torch"])
-    sampler.state = states["numpy"]
-    random.setstate(_as_tuple(states["python"]))
-    if torch.cuda.is_available() and states.get("cuda"):
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _as_tuple(value):
-    if isinstance(value, list):
-        return tuple(_as_tuple(v) for v in value)
-    return value
-
-
-def _plot_losses(log_path: Path, png_path: Path) -> None:
-    """Training and validation loss against step, from ``log.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, losses, vsteps, vlosses = [], [], [], []
-    for line in log_path.read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("kind") == "train":
-            steps.append(rec["step"])
-            losses.append(rec["loss"])
-        elif rec.get("kind") == "val":
-            vsteps.append(rec["step"])
-            vlosses.append(rec["val_loss"])
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    if steps:
-        ax.plot(steps, losses, lw=0.8, alpha=0.8, label="training (per interval mean)")
-    if vsteps:
-        ax.plot(vsteps, vlosses, "o-", ms=3, label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(png_path.parent.name)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-
-
-class _Log:
-    """Append-only JSONL log; on resume, lines after the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path, keep_until: int | None):
-        self.path = path
-        lines = []
-        if keep_until is not None and path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("step", 0) <= keep_until:
-                    lines.append(line)
-        with atomic_path(path) as tmp:
-            tmp.write_text("".join(line + "\n" for line in lines))
-
-    def write(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
-
-
-def _check_resume_config(old: TrainConfig, new: TrainConfig) -> TrainConfig:
-    """The saved configuration, with the fields that may change on resume taken from ``new``."""
-    changeable = {"steps", "patience", "min_delta", "device", "val_interval", "time_limit_s", "threads"}
-    fixed_old = old.model_dump(exclude=changeable)
-    fixed_new = new.model_dump(exclude=changeable)
-    for key, value in fixed_new.items():
-        if value is not None and fixed_old.get(key) != value:
+def _start_or_resume(config: TrainConfig, model_dir: Path, resume: bool, overwrite: bool):
+    """The checkpoint to continue from (None for a fresh run) and the configuration to use."""
+    last_path = model_dir / "last.pt"
+    if resume:
+        if not last_path.is_file():
+            raise FileFormatError(f"{model_dir}: nothing to resume (no last.pt)")
+        checkpoint = load_checkpoint(last_path)
+        return checkpoint, check_resume_config(TrainConfig.load(model_dir / "config.json"), config)
+    if (model_dir / "model.json").exists() or last_path.exists():
+        if not overwrite and not _never_checkpointed(model_dir):
             raise InputError(
-                f"resume: {key} was {fixed_old.get(key)!r} in the saved run but is "
-                f"{value!r} now; only {', '.join(sorted(changeable))} may change"
+                f"{model_dir}: already holds a model; use resume to continue it, "
+                "overwrite to replace it, or another folder"
             )
-    return old.model_copy(update={k: getattr(new, k) for k in changeable})
+        for name in _RUN_FILES:
+            (model_dir / name).unlink(missing_ok=True)
+    return None, config
+
+
+def _model_card(cfg: TrainConfig, net, images: list[TrainImage], data_dir: Path, split: dict) -> ModelCard:
+    from lucyd.nets import count_parameters, get_spec
+
+    spec = get_spec(cfg.model)
+    ndim = int(cfg.ndim)
+    return ModelCard.model_validate(
+        {
+            "lucyd_version": lucyd.__version__,
+            "network": {
+                "name": cfg.model,
+                "ndim": ndim,
+                "kwargs": dict(cfg.net_kwargs),
+                "size_multiple": int(getattr(net, "size_multiple", spec.size_multiple)),
+                "parameters": count_parameters(net),
+                "receptive_radius": list(receptive_radius(net, ndim)),
+                "spec": {"recipe": dict(spec.recipe), "reference": spec.reference},
+            },
+            "normalization": {
+                "method": "percentile",
+                "percentiles": list(cfg.norm_percentiles),
+                "clip_gt": cfg.clip_gt,
+                "prediction": "input normalised with its own global percentiles; output mapped "
+                "back as out * (p_hi - p_lo) * target_scale_ratio + p_lo (input units, the "
+                "training targets' flux)",
+                "training_images": [
+                    {"name": im.name, "raw": list(im.raw_range), "gt": list(im.gt_range)}
+                    for im in images
+                ],
+                "target_scale_ratio": target_scale_ratio(
+                    (im.raw_range, im.gt_range) for im in images
+                ),
+            },
+            "voxel_size": (
+                list(images[0].voxel_size[-ndim:]) if images[0].voxel_size else None
+            ),
+            "provenance": {
+                "data_dir": str(data_dir.resolve()),
+                "dataset": _dataset_json(data_dir),
+                "images": [im.name for im in images],
+                "split": split,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            "training": {"status": "running", "steps_done": 0, "steps_planned": cfg.steps},
+        }
+    )
+
+
+class _Run:
+    """The state of one training run: network, optimiser, samplers, step and best score."""
+
+    def __init__(self, cfg: TrainConfig, train_imgs, val_imgs, multiple: int, model_dir: Path):
+        from lucyd.nets import build_network
+
+        self.cfg, self.model_dir = cfg, model_dir
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.net = build_network(cfg.model, ndim=cfg.ndim, **cfg.net_kwargs).to(self.device)
+        self.multiple = int(getattr(self.net, "size_multiple", multiple))  # may depend on kwargs
+        check_patch(train_imgs + val_imgs, cfg.patch, self.multiple)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.scheduler = _make_scheduler(cfg, self.optimizer)
+        self.loss_fn = get_loss(cfg.loss)
+        self.sampler = self._sampler(train_imgs, 2)
+        self.val_crops = validation_crops(val_imgs, cfg.patch, cfg.val_patches, self.multiple)
+        # precise BN: a sampler of its own, rewound before every recalibration (the same batches
+        # each time, independent of the training sampler's random state, so resume stays exact)
+        self.recal_sampler, self.recal_state = None, None
+        if cfg.bn_recalibration > 0 and batch_norm_layers(self.net):
+            self.recal_sampler = self._sampler(train_imgs, 4)
+            self.recal_state = self.recal_sampler.state
+        self.step, self.best_val, self.since_best, self.best_record = 0, math.inf, 0, {}
+        self.saved_step = 0
+
+    def _sampler(self, imgs, stream: int) -> PatchSampler:
+        cfg = self.cfg
+        return PatchSampler(
+            imgs,
+            cfg.patch,
+            rejection=cfg.patch_rejection,
+            threshold=cfg.rejection_threshold,
+            augment=cfg.augment,
+            same_image=cfg.same_image_batch,
+            seed=np.random.default_rng([cfg.seed, stream]),
+        )
+
+    def restore(self, checkpoint: dict, last_path: Path) -> None:
+        check_checkpoint_matches(checkpoint, self.cfg, last_path)
+        self.net.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.step = self.saved_step = int(checkpoint["step"])
+        if checkpoint.get("criterion") == CRITERION:  # older runs kept a loss: re-select
+            self.best_val = float(checkpoint["best_val"])
+            self.since_best = int(checkpoint["since_best"])
+            self.best_record = dict(checkpoint.get("best_record") or {})
+        set_rng_states(checkpoint["rng"], self.sampler)
+
+    def train_step(self) -> float:
+        xb, yb = self.sampler.sample(self.cfg.batch)
+        x = torch.from_numpy(xb).to(self.device)
+        y = torch.from_numpy(yb).to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, _ = self.loss_fn(self.net, x, y)
+        if not torch.isfinite(loss):
+            raise LucydError(
+                f"training diverged at step {self.step}: the loss is {float(loss)}; "
+                "lower the learning rate (--lr)"
+            )
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step()
+        return float(loss.detach())
+
+    def recalibrate(self) -> None:
+        """Eval-mode batch-norm statistics of the current weights (before validation, saving)."""
+        if self.recal_sampler is None:
+            return
+        self.recal_sampler.state = self.recal_state
+        batches = (
+            self.recal_sampler.sample(self.cfg.batch)[0] for _ in range(self.cfg.bn_recalibration)
+        )
+        recalibrate_batch_norm(self.net, batches, self.device)
+
+    def _header(self) -> dict:
+        return {
+            "checkpoint_version": CHECKPOINT_VERSION,
+            "model_name": self.cfg.model,
+            "ndim": self.cfg.ndim,
+            "net_kwargs": dict(self.cfg.net_kwargs),
+            "step": self.step,
+            "model": self.net.state_dict(),
+        }
+
+    def save_last(self) -> None:
+        atomic_torch_save(
+            {
+                **self._header(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "criterion": CRITERION,
+                "best_val": self.best_val,
+                "since_best": self.since_best,
+                "best_record": self.best_record,
+                "rng": rng_states(self.sampler),
+            },
+            self.model_dir / "last.pt",
+        )
+        self.saved_step = self.step
+
+    def save_best(self, record: dict) -> None:
+        atomic_torch_save({**self._header(), "metrics": record}, self.model_dir / "best.pt")
+
+    def checkpoint(self, validator: Validator | None, log: TrainingLog) -> None:
+        """Validate (choosing ``best.pt`` on the validation PSNR) and save ``last.pt``."""
+        self.recalibrate()
+        record = {"step": self.step}
+        if validator is not None:
+            record.update(validator(self.net))
+        psnr = record.get("val_psnr")
+        if psnr is not None:
+            log.write({"kind": "val", **record})
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(psnr)
+            if -psnr < self.best_val - self.cfg.min_delta:
+                self.best_val, self.since_best = -psnr, 0
+                self.best_record = {
+                    "best_step": self.step,
+                    "best_val_psnr": psnr,
+                    "best_val_ssim": record.get("val_ssim"),
+                }
+                self.save_best(record)
+            else:
+                self.since_best += 1
+        else:  # no validation data: the latest weights are the best known
+            self.best_record = {"best_step": self.step}
+            self.save_best(record)
+        self.save_last()
+
+
+def _write_card(card: ModelCard, model_dir: Path, run: _Run, status: str, reason=None, t=None):
+    fields = {
+        "status": status,
+        "stop_reason": reason,
+        "steps_done": run.saved_step,
+        "steps_planned": run.cfg.steps,
+        "train_time_s": None if t is None else round(t, 2),
+        **run.best_record,
+    }
+    card.training = card.training.model_validate(fields)
+    card.write(model_dir / "model.json")
 
 
 def train(
@@ -277,24 +335,27 @@ def train(
     ----------
     config : TrainConfig
         The job (network name, patch, batch, steps, schedule, loss, ...). ``None`` fields take
-        the network's published defaults (RLN: Li et al., Nature Methods 2022 — Adam,
-        ``lr 0.015 · 0.95^(step/600)``, batch 4, RLN loss, percentiles 0.01/99.5, mean-based
-        background rejection, no flips).
+        the network's published recipe (its :class:`~lucyd.nets.NetworkSpec`; RLN: Li et al.,
+        Nature Methods 2022 — Adam, ``lr 0.015 · 0.95^(step/600)``, batch 4, RLN loss,
+        percentiles 0.01/99.5, mean-based background rejection, no flips).
     data_dir : str or Path
         Folder with ``raw/`` and ``gt/`` (same file names), e.g. from ``lucyd synth``.
     model_dir : str or Path
-        Output model folder (created).
+        Output model folder (created). A folder whose training was killed before its first
+        checkpoint is started again without ``overwrite``.
     resume : bool
         Continue from ``model_dir/last.pt``: same data, same configuration (``steps``,
-        ``patience``, ``device``, ``val_interval`` may change). The result is identical to an
-        uninterrupted run.
+        ``patience``, ``device``, ``val_interval``, ``time_limit_s``, ``threads`` may change).
+        The result is identical to an uninterrupted run.
     overwrite : bool
         Replace an existing model folder's run instead of refusing.
 
     Returns
     -------
     Path
-        ``model_dir``.
+        ``model_dir``. Its ``model.json`` says ``complete`` when the run did its steps (or
+        stopped early), ``interrupted`` after a time limit, Ctrl-C or an error (the card then
+        describes the last checkpoint; resume continues it).
 
     Raises
     ------
@@ -307,229 +368,73 @@ def train(
     LucydError
         The loss became NaN or infinite (diverged).
     """
-    from lucyd.nets import build_network, count_parameters, get_network
+    from lucyd.nets import get_spec
 
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     if not isinstance(config, TrainConfig):
         raise InputError("config: expected a TrainConfig")
-    cls = get_network(config.model)  # unknown network: clear error before loading data
+    spec = get_spec(config.model)  # unknown network: clear error before loading data
     get_loss(config.loss or config.defaults()["loss"])
-    last_path, best_path = model_dir / "last.pt", model_dir / "best.pt"
-    checkpoint = None
-    if resume:
-        if not last_path.is_file():
-            from lucyd.errors import FileFormatError
-
-            raise FileFormatError(f"{model_dir}: nothing to resume (no last.pt)")
-        checkpoint = _load_checkpoint(last_path)
-        config = _check_resume_config(TrainConfig.load(model_dir / "config.json"), config)
-    elif (model_dir / "model.json").exists() or last_path.exists():
-        if not overwrite:
-            raise InputError(
-                f"{model_dir}: already holds a model; use resume to continue it, "
-                "overwrite to replace it, or another folder"
-            )
-        for name in ("best.pt", "last.pt", "log.jsonl", "loss.png", "model.json"):
-            (model_dir / name).unlink(missing_ok=True)
+    checkpoint, config = _start_or_resume(config, model_dir, resume, overwrite)
 
     pairs = load_training_pairs(data_dir)
-    ndim = pairs[0].raw.ndim
-    min_shape = tuple(int(min(p.raw.shape[a] for p in pairs)) for a in range(ndim))
-    cfg = config.resolved(ndim, min_shape) if not resume else config
+    data_ndim = pairs[0].raw.ndim
+    # a 2D model on volumes trains on their planes (config.ndim 2, 3D data)
+    ndim = 2 if (config.ndim == 2 and data_ndim == 3) else data_ndim
+    if ndim not in spec.ndims:
+        raise InputError(
+            f"model {spec.name!r}: supports {spec.ndims}D data, the data are {ndim}D"
+            + ("; train on the planes with ndim 2 (--ndim 2)" if 2 in spec.ndims else "")
+        )
+    min_shape = tuple(int(min(p.raw.shape[a] for p in pairs)) for a in range(data_ndim))
+    min_shape = min_shape[data_ndim - ndim :]
+    cfg = config.resolved(ndim, min_shape) if checkpoint is None else config
     get_loss(cfg.loss)
     check_loss_patch(cfg.loss, cfg.patch)
-    multiple = int(getattr(cls, "size_multiple", 1))
-    images = prepare_images(pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt,
-                            target_scale=cfg.target_scale)
-    del pairs
-    check_patch(images, cfg.patch, multiple)
-    train_imgs, val_imgs, split_info = split_validation(
-        images, cfg.val_fraction, cfg.patch, cfg.seed
+    images = prepare_images(
+        pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt, target_scale=cfg.target_scale
     )
-    check_patch(train_imgs + val_imgs, cfg.patch, multiple)
-
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    net = build_network(cfg.model, ndim=ndim, **cfg.net_kwargs).to(device)
-    multiple = int(getattr(net, "size_multiple", multiple))  # may depend on the kwargs
-    check_patch(train_imgs + val_imgs, cfg.patch, multiple)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    scheduler = _make_scheduler(cfg, optimizer)
-    loss_fn = get_loss(cfg.loss)
-
-    def patch_sampler(imgs, stream: int, *, training: bool = True) -> PatchSampler:
-        """The job's patch rule on ``imgs``; its own random ``stream``; validation: no augmentation."""
-        return PatchSampler(
-            imgs,
-            cfg.patch,
-            rejection=cfg.patch_rejection,
-            threshold=cfg.rejection_threshold,
-            augment=cfg.augment and training,
-            same_image=cfg.same_image_batch and training,
-            seed=np.random.default_rng([cfg.seed, stream]),
-        )
-
-    sampler = patch_sampler(train_imgs, 2)
-    val_batch = patch_sampler(val_imgs, 3, training=False).sample(cfg.val_patches) if val_imgs else None
-    # precise BN: a sampler of its own, rewound before every recalibration (the same batches each
-    # time, independent of the training sampler's random state, so resume stays exact)
-    recal_sampler, recal_state = None, None
-    if cfg.bn_recalibration > 0 and batch_norm_layers(net):
-        recal_sampler = patch_sampler(train_imgs, 4)
-        recal_state = recal_sampler.state
-
-    def recalibrate() -> None:
-        if recal_sampler is None:
-            return
-        recal_sampler.state = recal_state
-        recalibrate_batch_norm(
-            net, (recal_sampler.sample(cfg.batch)[0] for _ in range(cfg.bn_recalibration)), device
-        )
-
-    step, best_val, since_best, best_record = 0, math.inf, 0, {}
+    del pairs
+    if ndim == data_ndim:
+        check_patch(images, cfg.patch, spec.size_multiple)
+    split_patch = cfg.patch if ndim == data_ndim else (1, *cfg.patch)
+    train_imgs, val_imgs, split_info = split_validation(
+        images, cfg.val_fraction, split_patch, cfg.seed
+    )
+    if ndim < data_ndim:
+        train_imgs, val_imgs = as_planes(train_imgs), as_planes(val_imgs)
+    run = _Run(cfg, train_imgs, val_imgs, spec.size_multiple, model_dir)
     if checkpoint is not None:
-        _check_checkpoint_matches(checkpoint, cfg, last_path)
-        net.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        step = int(checkpoint["step"])
-        best_val = float(checkpoint["best_val"])
-        since_best = int(checkpoint["since_best"])
-        best_record = dict(checkpoint.get("best_record") or {})
-        _set_rng_states(checkpoint["rng"], sampler)
+        run.restore(checkpoint, model_dir / "last.pt")
 
     model_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(model_dir / "config.json")
-    info = {
-        "format": MODEL_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "lucyd_version": lucyd.__version__,
-        "network": {
-            "name": cfg.model,
-            "ndim": ndim,
-            "kwargs": dict(cfg.net_kwargs),
-            "size_multiple": multiple,
-            "parameters": count_parameters(net),
-            "receptive_radius": list(receptive_radius(net, ndim)),
-        },
-        "normalization": {
-            "method": "percentile",
-            "percentiles": list(cfg.norm_percentiles),
-            "clip_gt": cfg.clip_gt,
-            "target_scale": cfg.target_scale,
-            "prediction": "input normalised with its own global percentiles; "
-            "output mapped back as out * (p_hi - p_lo) + p_lo",
-            "training_images": [
-                {"name": im.name, "raw": list(im.raw_range), "gt": list(im.gt_range)}
-                for im in images
-            ],
-        },
-        "voxel_size": list(images[0].voxel_size) if images[0].voxel_size else None,
-        "provenance": {
-            "data_dir": str(data_dir.resolve()),
-            "dataset": _dataset_json(data_dir),
-            "images": [im.name for im in images],
-            "split": split_info,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-        "training": {"steps_done": step, "status": "running", **best_record},
-    }
-    _write_json(model_dir / "model.json", info)
-    log = _Log(model_dir / "log.jsonl", keep_until=step if checkpoint is not None else -1)
+    card = _model_card(cfg, run.net, images, data_dir, split_info)  # images: whole pairs
+    validator = Validator(run.val_crops, card, run.device) if run.val_crops else None
+    _write_card(card, model_dir, run, "running")
+    log = TrainingLog(model_dir / "log.jsonl", keep_until=run.step if checkpoint is not None else -1)
 
-    def evaluate_val() -> dict:
-        net.eval()
-        losses, psnrs, ssims = [], [], []
-        with torch.no_grad():
-            for i in range(0, len(val_batch[0]), cfg.batch):
-                x = torch.from_numpy(val_batch[0][i : i + cfg.batch]).to(device)
-                y = torch.from_numpy(val_batch[1][i : i + cfg.batch]).to(device)
-                loss, pred = loss_fn(net, x, y)
-                losses.append(float(loss) * len(x))
-                pred = pred.float().cpu().numpy()
-                for j in range(len(x)):
-                    p, s = _metrics(pred[j, 0], val_batch[1][i + j, 0])
-                    psnrs.append(p)
-                    if s is not None:
-                        ssims.append(s)
-        net.train()
-        return {
-            "val_loss": sum(losses) / len(val_batch[0]),
-            "val_psnr": float(np.mean(psnrs)),
-            "val_ssim": float(np.mean(ssims)) if ssims else None,
-        }
-
-    def save_last() -> None:
-        _atomic_torch_save(
-            {
-                "checkpoint_version": CHECKPOINT_VERSION,
-                "model_name": cfg.model,
-                "ndim": ndim,
-                "net_kwargs": dict(cfg.net_kwargs),
-                "step": step,
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "best_val": best_val,
-                "since_best": since_best,
-                "best_record": best_record,
-                "rng": _rng_states(sampler),
-            },
-            last_path,
-        )
-
-    def save_best(record: dict) -> None:
-        _atomic_torch_save(
-            {
-                "checkpoint_version": CHECKPOINT_VERSION,
-                "model_name": cfg.model,
-                "ndim": ndim,
-                "net_kwargs": dict(cfg.net_kwargs),
-                "step": step,
-                "model": net.state_dict(),
-                "metrics": record,
-            },
-            best_path,
-        )
-
-    net.train()
+    run.net.train()
     t0 = time.perf_counter()
     interval_losses: list[float] = []
-    stopped_early = False
-    status = "done"
-    bar = progress(total=cfg.steps, desc=f"train {cfg.model}", initial=step)
+    status, reason = "complete", "steps"
+    bar = progress(total=cfg.steps, desc=f"train {cfg.model}", initial=run.step)
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
+    log_every = max(1, min(cfg.val_interval, 10))
     try:
-        while step < cfg.steps:
-            xb, yb = sampler.sample(cfg.batch)
-            x = torch.from_numpy(xb).to(device)
-            y = torch.from_numpy(yb).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss, _ = loss_fn(net, x, y)
-            if not torch.isfinite(loss):
-                raise LucydError(
-                    f"training diverged at step {step}: the loss is {float(loss)}; "
-                    "lower the learning rate (--lr)"
-                )
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step()
-            interval_losses.append(float(loss.detach()))
+        while run.step < cfg.steps:
+            interval_losses.append(run.train_step())
             bar.update(1)
             bar.set_postfix(loss=f"{interval_losses[-1]:.4f}")
-            log_every = max(1, min(cfg.val_interval, 10))
-            if step % log_every == 0 or step == cfg.steps:
+            if run.step % log_every == 0 or run.step == cfg.steps:
                 log.write(
                     {
                         "kind": "train",
-                        "step": step,
+                        "step": run.step,
                         "loss": float(np.mean(interval_losses)),
-                        "lr": optimizer.param_groups[0]["lr"],
+                        "lr": run.optimizer.param_groups[0]["lr"],
                         "time_s": round(time.perf_counter() - t0, 3),
                     }
                 )
@@ -537,71 +442,23 @@ def train(
             out_of_time = (
                 cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s
             )
-            if step % cfg.val_interval == 0 or step == cfg.steps or out_of_time:
-                recalibrate()  # eval-mode statistics of the current weights, before val and saving
-                if val_batch is not None:
-                    record = {"step": step, **evaluate_val()}
-                    log.write({"kind": "val", **record})
-                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        scheduler.step(record["val_loss"])
-                    if record["val_loss"] < best_val - cfg.min_delta:
-                        best_val, since_best = record["val_loss"], 0
-                        best_record = {
-                            "best_step": step,
-                            "best_val_loss": record["val_loss"],
-                            "best_val_psnr": record["val_psnr"],
-                            "best_val_ssim": record["val_ssim"],
-                        }
-                        save_best(record)
-                    else:
-                        since_best += 1
-                else:
-                    best_record = {"best_step": step}
-                    save_best({"step": step})
-                save_last()
-                _plot_losses(log.path, model_dir / "loss.png")
-                if cfg.patience is not None and since_best >= cfg.patience:
-                    stopped_early = True
+            if run.step % cfg.val_interval == 0 or run.step == cfg.steps or out_of_time:
+                run.checkpoint(validator, log)
+                _write_card(card, model_dir, run, "running", t=time.perf_counter() - t0)
+                plot_losses(log.path, model_dir / "loss.png")
+                if cfg.patience is not None and run.since_best >= cfg.patience:
+                    reason = "early-stopped"
                     break
-                if out_of_time:
-                    status = "time-limit"
+                if out_of_time and run.step < cfg.steps:
+                    status, reason = "interrupted", "time-limit"
                     break
+    except BaseException as exc:  # Ctrl-C, divergence, any error: say so in the card
+        status, reason = "interrupted", type(exc).__name__
+        raise
     finally:
         bar.close()
         torch.set_num_threads(threads_before)
-    info["training"] = {
-        "steps_done": step,
-        "status": "early-stopped" if stopped_early else status,
-        "train_time_s": round(time.perf_counter() - t0, 2),
-        **best_record,
-    }
-    _write_json(model_dir / "model.json", info)
+        if run.saved_step > 0 or status == "complete":
+            _write_card(card, model_dir, run, status, reason, time.perf_counter() - t0)
     return model_dir
 
-
-def _load_checkpoint(path: Path) -> dict:
-    from lucyd.errors import FileFormatError
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise FileFormatError(
-            f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__})"
-        ) from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise FileFormatError(f"{path}: not a lucyd checkpoint")
-    if ckpt.get("checkpoint_version") != CHECKPOINT_VERSION:
-        raise FileFormatError(
-            f"{path}: unknown checkpoint version {ckpt.get('checkpoint_version')!r}"
-        )
-    return ckpt
-
-
-def _check_checkpoint_matches(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
-    from lucyd.errors import FileFormatError
-
-    if ckpt.get("model_name") != cfg.model:
-        raise FileFormatError(
-            f"{path}: holds network {ckpt.get('model_name')!r} but the "
-            f"configuration says {cfg.model!r}"
-        )
