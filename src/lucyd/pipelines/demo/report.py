@@ -203,10 +203,10 @@ def write_report(out: Path, cfg: DemoConfig, rows, metrics, gt_res, psf_fwhm, fi
                   f"({cfg.train_n} x {cfg.train_shape}); batch {cfg.batch} patches of {cfg.patch}; "
                   "validation on a held-out volume." if n_params else "")
     try:
-        status = json.loads((paths["model"] / "model.json").read_text())["training"]["status"]
-    except (OSError, ValueError, KeyError, TypeError):
-        status = ""
-    if status == "time-limit":
+        stop_reason = json.loads((paths["model"] / "model.json").read_text())["training"].get("stop_reason")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        stop_reason = ""
+    if stop_reason == "time-limit":
         train_text += (f" Training was stopped by the {cfg.train_minutes:g}-minute cap before "
                        f"its {cfg.train_steps} steps (a slow or busy machine), so this run's "
                        "network result depends on the machine's load.")
