@@ -177,12 +177,12 @@ def block_geometry(
         )
         return job + 12 * math.prod(tile)  # block, result and its kept copy
 
-    def fits(h) -> tuple[int, ...] | None:
+    def fits(h, within=budget) -> tuple[int, ...] | None:
         """Largest tile with halo h in the budget, keeping at least a quarter of its size."""
         from lucyd.tiling import tile_shape_for_budget
 
         try:
-            t = tile_shape_for_budget(shape, 0, budget, 0, halo=h, memory_of=memory_of)
+            t = tile_shape_for_budget(shape, 0, within, 0, halo=h, memory_of=memory_of)
         except InputError:
             return None
         ok = all(ti >= n or ti - 2 * hi >= max(1, ti // 4) for ti, hi, n in zip(t, h, shape, strict=True))
@@ -191,9 +191,10 @@ def block_geometry(
     tile = fits(want)
     if tile is not None:
         return tile, want
-    # the smallest budget for the wanted halo: kept region = halo on each split axis
-    need_tile = tuple(min(n, 3 * h + 1) for h, n in zip(want, shape, strict=True))
-    need = memory_of(need_tile)
+    # the smallest budget (to ~10 %) that holds the wanted halo
+    need = memory_of(tuple(min(n, 3 * h + 1) for h, n in zip(want, shape, strict=True)))
+    while fits(want, need) is None and need < memory_of(shape):
+        need *= 1.1
     halo_now = want
     while tile is None and any(halo_now):
         halo_now = tuple(int(h * 0.8) for h in halo_now)
