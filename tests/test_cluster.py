@@ -170,3 +170,49 @@ def test_deconvolve_file_resumes_after_crash(tmp_path, small_scene, monkeypatch)
     assert not partial_path(out).exists()
     resumed, _ = read_image(out)
     np.testing.assert_array_equal(resumed, fresh)
+
+
+def _untrained_care():
+    import torch
+
+    from lucyd.nets.registry import build_network
+    from lucyd.train.model import RestorationModel
+
+    torch.manual_seed(0)
+    net = build_network("care", ndim=3, depth=2, first_filters=4, out_channels=2)
+    info = {"network": {"name": "care", "ndim": 3}, "normalization": {"percentiles": [1.0, 99.0]}}
+    return RestorationModel(net, info)
+
+
+def test_network_tiles_one_pass_all_channels_same_on_dask(small_scene):
+    """A network as a picklable task: all channels in one pass; dask = serial bit for bit;
+    crop-and-stitch with the model's halo = whole-image prediction (float32 round-off)."""
+    distributed = pytest.importorskip("distributed")
+    from lucyd.tiling import DaskExecutor, run_tiles
+    from lucyd.tiling.tasks import NetworkTask, plan_for_model
+
+    y = small_scene[0][:, :, :32]
+    model = _untrained_care()
+    whole = model.predict(y, all_channels=True, progress=False, device="cpu")
+    assert whole.shape == (2, *y.shape)
+    plan = plan_for_model(model, y.shape, (12, 64, 32))
+    assert len(plan) > 2
+    task = NetworkTask.for_model(model, y, all_channels=True)
+    calls = []
+
+    class Counting(NetworkTask):
+        def __call__(self, block, tile=None):
+            calls.append(1)
+            return super().__call__(block, tile)
+
+    counting = Counting(**{k: getattr(task, k) for k in task.__dataclass_fields__})
+    serial = run_tiles(plan, counting, y, channels=2, progress=False)
+    assert len(calls) == len(plan)  # one network pass per tile for both channels
+    np.testing.assert_allclose(serial, whole, rtol=1e-4, atol=1e-4 * float(np.abs(whole).max()))
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        on_dask = run_tiles(
+            plan, task, y, channels=2, executor=DaskExecutor(client=client), progress=False
+        )
+    np.testing.assert_array_equal(on_dask, serial)
