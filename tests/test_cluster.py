@@ -216,3 +216,36 @@ def test_network_tiles_one_pass_all_channels_same_on_dask(small_scene):
             plan, task, y, channels=2, executor=DaskExecutor(client=client), progress=False
         )
     np.testing.assert_array_equal(on_dask, serial)
+
+
+class FailsOnce:
+    """Raises the first time each tile is seen (a marker file per tile), then works."""
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+
+    def __call__(self, block, tile):
+        from pathlib import Path
+
+        marker = Path(self.folder) / ("tile" + "_".join(map(str, tile.index)))
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError("transient worker failure")
+        return block * 2
+
+
+def test_dask_retries_failed_tasks(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from lucyd.tiling import DaskExecutor, plan_partition, run_tiles
+
+    vol = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    plan = plan_partition(vol.shape, 10)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        out = run_tiles(
+            plan, FailsOnce(tmp_path), vol, executor=DaskExecutor(client=client, retries=1),
+            progress=False,
+        )
+    np.testing.assert_array_equal(out, vol * 2)
+    assert len(list(tmp_path.iterdir())) == len(plan)

@@ -277,3 +277,11 @@ def test_resume_recomputes_only_unfinished_tiles(tmp_path, volume):
         run_tiles(plan, crashing.inner, volume, out, progress=False)
         run_tiles(plan, other, volume, out, progress=False)
     assert other.calls == len(plan)
+
+
+def test_process_executor_equals_serial(volume):
+    """Tasks pickled to 2 spawned processes give the serial result bit for bit."""
+    plan = plan_partition(volume.shape, (14, 24, 22), halo=6)
+    serial = run_tiles(plan, GaussianTask(), volume, progress=False)
+    parallel = run_tiles(plan, GaussianTask(), volume, executor="processes:2", progress=False)
+    np.testing.assert_array_equal(parallel, serial)
