@@ -170,6 +170,15 @@ def test_deconvolve_file_resumes_after_crash(tmp_path, small_scene, monkeypatch)
     assert not partial_path(out).exists()
     resumed, _ = read_image(out)
     np.testing.assert_array_equal(resumed, fresh)
+    # a crashed run of another input is not resumed: every block is computed again
+    crash_after = 2
+    with pytest.raises(RuntimeError):
+        deconvolve_file(tmp_path / "in.tif", psf, out, **kw)
+    write_image(tmp_path / "in.tif", y[:, ::-1].copy())
+    calls.clear()
+    crash_after = None
+    deconvolve_file(tmp_path / "in.tif", psf, out, **kw)
+    assert len(calls) == total
 
 
 def _untrained_care():

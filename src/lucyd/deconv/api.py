@@ -479,7 +479,9 @@ def deconvolve_file(
         # resumable: a crashed run's store is kept and its finished blocks are not recomputed
         from lucyd.tiling import open_resumable_zarr
 
-        with open_resumable_zarr(output_path, shape, np.float32, meta) as out:
+        stat = input_path.stat()
+        job = f"{input_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{cfg.model_dump_json()}"
+        with open_resumable_zarr(output_path, shape, np.float32, meta, job=job) as out:
             deconvolve(image, psf, callback=callback, out=out, **run_kwargs)
     elif budget is not None:
         with open_writer(output_path, shape, np.float32, meta) as out:

@@ -290,13 +290,14 @@ def partial_path(path: str | Path) -> Path:
 
 @contextmanager
 def open_resumable_zarr(
-    path: str | Path, shape, dtype=np.float32, metadata=None, chunks=None
+    path: str | Path, shape, dtype=np.float32, metadata=None, chunks=None, job: str | None = None
 ) -> Iterator[object]:
     """Yield an OME-Zarr level-0 array to fill tile by tile; resume a crashed run's store.
 
     The array lives in ``.<name>.partial`` beside ``path``. If that store exists with the same
-    shape and dtype (a previous run crashed), it is reopened with its finished-tile record;
-    otherwise it is created. On success it is renamed onto ``path`` (atomically replacing
+    shape, dtype and ``job`` (a string naming the input and parameters: a previous run of the
+    same job crashed), it is reopened with its finished-tile record; otherwise it is created
+    afresh. On success it is renamed onto ``path`` (atomically replacing
     it); on an exception it is kept, so the next run recomputes only unfinished tiles.
     """
     import zarr
@@ -311,7 +312,11 @@ def open_resumable_zarr(
     if tmp.exists():
         try:
             array = zarr.open_group(store=str(tmp), mode="r+")["0"]
-            if tuple(array.shape) != shape or np.dtype(array.dtype) != np.dtype(dtype):
+            if (
+                tuple(array.shape) != shape
+                or np.dtype(array.dtype) != np.dtype(dtype)
+                or array.attrs.get("lucyd_job") != job
+            ):
                 array = None
         except Exception:  # an unreadable leftover: start again
             array = None
@@ -321,7 +326,9 @@ def open_resumable_zarr(
         meta = _resolve_metadata(shape, metadata, "shape")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         array = create_omezarr(tmp, shape, dtype, meta, chunks)
+        array.attrs["lucyd_job"] = job
     yield array
-    if RECORD_KEY in array.attrs:
-        del array.attrs[RECORD_KEY]
+    for key in (RECORD_KEY, "lucyd_job"):
+        if key in array.attrs:
+            del array.attrs[key]
     commit(tmp, path)
