@@ -257,8 +257,9 @@ def deconvolve(
     out : array-like, optional
         Destination (numpy array, memmap, zarr array, :func:`lucyd.io.open_writer`) written
         block by block in blocked mode; returned instead of a new array. ``image`` may then be
-        a lazy array-like too (zarr, memmap), read block by block. A zarr array records
-        finished blocks, so a rerun into the same array computes only the unfinished ones.
+        a lazy array-like too (zarr, memmap), read block by block. An array from
+        :func:`lucyd.tiling.open_resumable_zarr` (which names its job: input and parameters)
+        records finished blocks, so a rerun into it computes only the unfinished ones.
     cluster : None, str or executor
         Where blocks run in blocked mode (:func:`lucyd.tiling.executors.get_executor`):
         None (this process), ``"local:N"`` (a dask LocalCluster of N workers),
