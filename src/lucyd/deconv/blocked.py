@@ -275,17 +275,13 @@ def deconvolve_blocked(
         tol=tol,
         device=str(device),
     )
-    # resume only into a store that names its job (open_resumable_zarr checks input and
-    # parameters); a finished-tile record in any other array could belong to another input
-    attrs = getattr(out, "attrs", None)
-    resume = attrs is not None and attrs.get("lucyd_job") is not None
+    # run_tiles resumes only into a store from open_resumable_zarr (tied to input + parameters)
     return run_tiles(
         plan,
         task,
         y,
         out,
         executor=cluster,
-        resume=resume,
         progress=progress,
         desc="deconvolve blocks",
     )

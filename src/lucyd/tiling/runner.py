@@ -19,7 +19,8 @@ Design
   matter and every voxel is written exactly once: with a halo at least the receptive
   radius of ``task`` (crop-and-stitch, Li et al., Nat. Methods 19, 1427–1437, 2022) the
   result equals whole-volume processing, and it is bit-identical whatever the executor.
-* **Resume**: when the output has zarr ``attrs``, the finished tiles are recorded there
+* **Resume**: when the output is a store from :func:`open_resumable_zarr` (tied to a job:
+  input and parameters), the finished tiles are recorded in its attributes
   (``attrs["lucyd_tiles"]``: plan/task fingerprint and the finished tile numbers) after
   each tile's data is written. A rerun on the same store recomputes only the unfinished
   tiles (:func:`open_resumable_zarr` keeps the partial store of a crashed run).
@@ -43,6 +44,8 @@ from lucyd.tiling.engine import Tile, _as_tuple
 
 #: zarr attribute under which finished tiles are recorded
 RECORD_KEY = "lucyd_tiles"
+#: zarr attribute naming the job of a resumable store (see open_resumable_zarr)
+JOB_KEY = "lucyd_job"
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ def run_tiles(
     *,
     executor=None,
     channels: int | None = None,
-    resume: bool = True,
+    resume: bool | None = None,
     progress: bool = True,
     desc: str = "tiles",
     dtype=np.float32,
@@ -218,7 +221,7 @@ def run_tiles(
         calling process, block by block.
     out : array-like, optional
         Destination of shape ``plan.shape`` (or ``(C, *plan.shape)``) accepting slice
-        assignment. A zarr array also records finished tiles (resume). Default: a new
+        assignment. A store from :func:`open_resumable_zarr` also records finished tiles. Default: a new
         float32 numpy array (``channels`` sets a leading channel axis).
     executor : None, str or Executor
         ``None``/``"serial"``, ``"processes:N"``, ``"local:N"`` (dask LocalCluster),
@@ -226,8 +229,10 @@ def run_tiles(
         :func:`lucyd.tiling.executors.get_executor`.
     channels : int, optional
         Number of output channels when ``out`` is not given (None: no channel axis).
-    resume : bool
-        Skip tiles that ``out`` records as finished for the same plan and task.
+    resume : bool, optional
+        Skip tiles that ``out`` records as finished for the same plan and task. The record
+        does not identify the input, so the default (None) resumes only into a store from
+        :func:`open_resumable_zarr`, which is tied to its job.
     progress : bool
         Progress bar over tiles.
     desc : str
@@ -252,6 +257,9 @@ def run_tiles(
         raise InputError(f"out: shape {out_shape} does not fit the plan's {plan.shape}")
     lead = out_shape[: len(out_shape) - len(plan.shape)]
     out_dtype = np.dtype(getattr(out, "dtype", np.float32))
+    resumable = JOB_KEY in (getattr(out, "attrs", None) or {})
+    if resume is None:
+        resume = resumable
     done = finished_tiles(out, plan, task) if resume else set()
     todo = [i for i in range(len(plan)) if i not in done]
     ex = get_executor(executor)
@@ -273,7 +281,8 @@ def run_tiles(
             kept = result[(slice(None),) * len(lead) + tile.crop]
             out[(slice(None),) * len(lead) + tile.keep] = kept.astype(out_dtype, copy=False)
             done.add(i)
-            _write_record(out, plan, task, done)
+            if resumable:
+                _write_record(out, plan, task, done)
             bar.update(1)
     finally:
         bar.close()
@@ -315,7 +324,8 @@ def open_resumable_zarr(
             if (
                 tuple(array.shape) != shape
                 or np.dtype(array.dtype) != np.dtype(dtype)
-                or array.attrs.get("lucyd_job") != job
+                or JOB_KEY not in array.attrs
+                or array.attrs[JOB_KEY] != (job or "")
             ):
                 array = None
         except Exception:  # an unreadable leftover: start again
@@ -326,9 +336,9 @@ def open_resumable_zarr(
         meta = _resolve_metadata(shape, metadata, "shape")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         array = create_omezarr(tmp, shape, dtype, meta, chunks)
-        array.attrs["lucyd_job"] = job
+        array.attrs[JOB_KEY] = job or ""
     yield array
-    for key in (RECORD_KEY, "lucyd_job"):
+    for key in (RECORD_KEY, JOB_KEY):
         if key in array.attrs:
             del array.attrs[key]
     commit(tmp, path)
