@@ -204,6 +204,12 @@ def block_geometry(
             f"max_memory: {budget / 1e6:.1f} MB is too small for any block "
             f"(about {need / 1e6:.0f} MB gives blocked = whole-image results)"
         )
+    # an axis that is not split reads all its context whatever the halo
+    halo_now = tuple(
+        w if t >= n else h for w, h, t, n in zip(want, halo_now, tile, shape, strict=True)
+    )
+    if halo_now == want:
+        return tile, want
     warnings.warn(
         f"max_memory: {budget / 1e6:.1f} MB allows a halo of {halo_now} voxels, less than the "
         f"{want} needed for blocked = whole-image results to 1e-3; about {need / 1e6:.0f} MB "
