@@ -252,8 +252,8 @@ def deconvolve(
         Constant added to the image before deconvolution and *kept* in the output
         (deconwolf 0.4.7 adds 5 by default; lucyd's default is 0).
     overlap : int or sequence of int, optional
-        Blending width between blocks in blocked mode (default: a quarter of the PSF size,
-        at least 4 voxels).
+        Accepted for compatibility and ignored: blocks are now cropped to disjoint kept
+        regions with a sufficient halo, not blended.
     out : array-like, optional
         Destination (numpy array, memmap, zarr array, :func:`lucyd.io.open_writer`) written
         block by block in blocked mode; returned instead of a new array. ``image`` may then be
