@@ -80,6 +80,12 @@ def deconvolve_command(
         "--max-memory",
         help="Memory budget, e.g. 2GB: larger jobs run block by block, out of core.",
     ),
+    cluster: str = typer.Option(
+        None,
+        "--cluster",
+        help="Run blocks on local:N (dask LocalCluster), processes:N or tcp://HOST:PORT "
+        "(a dask scheduler); needs --max-memory (per-worker block memory).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Deconvolve INPUT with Richardson-Lucy; writes OUTPUT and OUTPUT.deconv.json (parameters)."""
@@ -109,6 +115,13 @@ def deconvolve_command(
         max_memory=parse_memory(max_memory),
         progress=not quiet,
     )
+    if cluster is not None:
+        from lucyd.tiling.executors import check_cluster_spec
+
+        check_cluster_spec(cluster)
+        if max_memory is None:
+            raise InputError("--cluster: needs --max-memory (the memory of one block, per worker)")
+        kwargs["cluster"] = cluster
     if voxel_size is not None:
         kwargs["voxel_size"] = parse_float_tuple(voxel_size, "--voxel-size")
     if psf_voxel_size is not None:

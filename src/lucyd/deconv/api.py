@@ -170,6 +170,7 @@ def deconvolve(
     offset: float = 0.0,
     overlap: Sequence[int] | int | None = None,
     out=None,
+    cluster=None,
 ) -> np.ndarray:
     """Richardson–Lucy deconvolution with boundary handling and unmatched back projectors.
 
@@ -221,8 +222,11 @@ def deconvolve(
         Torch device (auto = CUDA when present).
     max_memory : int, float or str, optional
         Memory budget (bytes, or e.g. ``"2GB"``). When the whole-image job would exceed it,
-        the image is deconvolved in overlapping blocks (:func:`lucyd.tiling.tiled_apply`,
-        halo = PSF size, linear-ramp blending) with image-wide start/floor/background.
+        the image is deconvolved in blocks (:func:`lucyd.deconv.blocked.deconvolve_blocked`:
+        crop-and-stitch with a halo from the PSF width and the iteration count, so that the
+        result equals the whole-image one to ~1e-5; a budget too small for that halo warns
+        and names the budget that would do) with image-wide start/floor/background. The
+        budget bounds the memory of one block's job, i.e. of each worker.
     callback : callable, optional
         ``callback(iteration, estimate)`` after each iteration (``estimate`` a float32 copy of
         the observed region); returning True stops. Not called in blocked mode.
@@ -248,12 +252,19 @@ def deconvolve(
         Constant added to the image before deconvolution and *kept* in the output
         (deconwolf 0.4.7 adds 5 by default; lucyd's default is 0).
     overlap : int or sequence of int, optional
-        Blending width between blocks in blocked mode (default: a quarter of the PSF size,
-        at least 4 voxels).
+        Accepted for compatibility and ignored: blocks are now cropped to disjoint kept
+        regions with a sufficient halo, not blended.
     out : array-like, optional
         Destination (numpy array, memmap, zarr array, :func:`lucyd.io.open_writer`) written
         block by block in blocked mode; returned instead of a new array. ``image`` may then be
-        a lazy array-like too (zarr, memmap), read block by block.
+        a lazy array-like too (zarr, memmap), read block by block. An array from
+        :func:`lucyd.tiling.open_resumable_zarr` (which names its job: input and parameters)
+        records finished blocks, so a rerun into it computes only the unfinished ones.
+    cluster : None, str or executor
+        Where blocks run in blocked mode (:func:`lucyd.tiling.executors.get_executor`):
+        None (this process), ``"local:N"`` (a dask LocalCluster of N workers),
+        ``"processes:N"``, ``"tcp://HOST:PORT"`` (a running dask scheduler). Needs
+        ``max_memory``.
 
     Returns
     -------
@@ -327,6 +338,12 @@ def deconvolve(
         raise InputError(f"offset: must be a finite number, got {offset!r}")
     start = _resolve_start(start, back_projector)
     budget = parse_memory(max_memory)
+    if cluster is not None:
+        from lucyd.tiling.executors import check_cluster_spec
+
+        check_cluster_spec(cluster)
+        if budget is None:
+            raise InputError("cluster: needs max_memory (the memory of one block, per worker)")
     dev = resolve_device(device)
 
     p = prepare_psf(psf, ndim, voxel_size, psf_voxel_size)
@@ -379,6 +396,7 @@ def deconvolve(
             progress=progress,
             kind=kind,
             out=out,
+            cluster=cluster,
             **common,
         )
     arr = np.asarray(y[...] if lazy else y, dtype=np.float32)
@@ -409,7 +427,10 @@ def deconvolve_file(
     ``max_memory`` set and exceeded, blocks are read from the input and the output is
     written block by block through :func:`lucyd.io.open_writer` (atomic: the output appears
     only when complete), so volumes larger than memory work. Otherwise the image is
-    deconvolved in memory and written with :func:`lucyd.io.write_image`. The voxel size of
+    deconvolved in memory and written with :func:`lucyd.io.write_image`. Blocked into
+    OME-Zarr, the output is built in ``.<name>.partial`` beside it with a record of the
+    finished blocks: a rerun after a crash computes only the unfinished ones. ``cluster``
+    (see :func:`deconvolve`) runs the blocks on local processes or a dask cluster. The voxel size of
     the input is carried to the output. ``psf`` is an array or a path (its voxel size,
     if stored, is used as ``psf_voxel_size`` unless given).
 
@@ -423,7 +444,9 @@ def deconvolve_file(
     """
     from lucyd.deconv.config import DeconvConfig
     from lucyd.io import open_writer, read_image, write_image
+    from lucyd.io.api import format_from_path
 
+    cluster = kwargs.pop("cluster", None)  # where blocks run: not a parameter of the result
     input_path, output_path = Path(input_path), Path(output_path)
     image, meta = read_image(input_path, lazy=True)
     psf_path = None
@@ -447,11 +470,21 @@ def deconvolve_file(
     callback = kwargs.get("callback")
     run_kwargs["progress"] = kwargs.get("progress", True)
     budget = parse_memory(run_kwargs.get("max_memory"))
+    if cluster is not None:
+        run_kwargs["cluster"] = cluster
     unknown = set(kwargs) - set(DeconvConfig.model_fields) - {"callback", "progress"}
     if unknown:
         raise InputError(f"deconvolve_file: unknown argument(s) {', '.join(sorted(unknown))}")
     shape = tuple(int(n) for n in image.shape)
-    if budget is not None:
+    if budget is not None and format_from_path(output_path) == "zarr":
+        # resumable: a crashed run's store is kept and its finished blocks are not recomputed
+        from lucyd.tiling import open_resumable_zarr
+
+        stat = input_path.stat()
+        job = f"{input_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{cfg.model_dump_json()}"
+        with open_resumable_zarr(output_path, shape, np.float32, meta, job=job) as out:
+            deconvolve(image, psf, callback=callback, out=out, **run_kwargs)
+    elif budget is not None:
         with open_writer(output_path, shape, np.float32, meta) as out:
             deconvolve(image, psf, callback=callback, out=out, **run_kwargs)
     else:
