@@ -57,6 +57,8 @@ def restore_command(
     steps: int = typer.Option(None, "--steps", help="Training steps (default 600 in 3D, 1500 in 2D)."),
     photons: float = typer.Option(None, "--photons", help="Override: bright level in photo-electrons."),
     density: float = typer.Option(None, "--density", help="Override: share of voxels holding structure (0-1)."),
+    specimen_share: float = typer.Option(0.5, "--specimen-share", help="Share of training pairs re-imaged from "
+                                         "the specimen's own RL estimate (0: phantoms only)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data and the training."),
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads during training."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -70,7 +72,7 @@ def restore_command(
     from lucyd.restore.files import restore_files
 
     cfg = RestoreConfig.build(method=method, budget_s=parse_duration(budget), steps=steps, photons=photons,
-                              density=density, seed=seed, threads=threads, device=device,
+                              density=density, specimen_share=specimen_share, seed=seed, threads=threads, device=device,
                               cache_dir=str(cache) if cache else None)
     if sample:
         if inputs:
