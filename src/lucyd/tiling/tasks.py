@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lucyd.normalization import Normalizer
 from lucyd.tiling.runner import TilePlan, plan_partition
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -83,7 +84,9 @@ class NetworkTask:
         model.net.to(dev).eval()
         full = tuple(slice(0, n) for n in block.shape)
         # the block starts on the size multiple (plan_for_model); _run_region pads its end
-        res = model._run_region(block, full, block.shape, self.lo, self.scale, dev)
+        norm_in = Normalizer(self.lo, self.lo + self.scale)
+        norms = (norm_in, norm_in.rescaled(model.output_ratio))
+        res = model._run_region(block, full, block.shape, norms, dev)
         return res if self.all_channels else res[0]
 
 
