@@ -35,6 +35,9 @@ def _print_summary(paths, records) -> None:
         if model:
             typer.echo(f"  model: {'reused' if model['reused'] else 'trained'} ({model['cache']}), "
                        f"{model['steps']} training steps")
+            if not model.get("complete", True):
+                typer.echo("  warning: the --budget cap stopped training before its steps; this result "
+                           "depends on the machine's load")
         verdict = rec.get("physics_check", {}).get("verdict")
         if verdict:
             typer.echo(f"  physics check: {verdict}")
@@ -53,7 +56,8 @@ def restore_command(
     voxel_size: str = typer.Option(None, "--voxel-size", help="Voxel size in µm, e.g. 0.3,0.1,0.1 (else the file's)."),
     method: str = typer.Option("auto", "--method", help="auto (network unless the physics check rejects it), "
                                "network, or rl."),
-    budget: str = typer.Option("10m", "--budget", help="Wall-time cap on training, e.g. 10m (steps are the budget)."),
+    budget: str = typer.Option(None, "--budget", help="Optional wall-time cap on training, e.g. 10m. The default "
+                               "budget is the step count, which fits 10 minutes of a 2-core CPU."),
     steps: int = typer.Option(None, "--steps", help="Training steps (default 600 in 3D, 1500 in 2D)."),
     photons: float = typer.Option(None, "--photons", help="Override: bright level in photo-electrons."),
     density: float = typer.Option(None, "--density", help="Override: share of voxels holding structure (0-1)."),
@@ -71,7 +75,8 @@ def restore_command(
     from lucyd.restore import RestoreConfig
     from lucyd.restore.files import restore_files
 
-    cfg = RestoreConfig.build(method=method, budget_s=parse_duration(budget), steps=steps, photons=photons,
+    cfg = RestoreConfig.build(method=method, budget_s=parse_duration(budget) if budget else None, steps=steps,
+                              photons=photons,
                               density=density, specimen_share=specimen_share, seed=seed, threads=threads, device=device,
                               cache_dir=str(cache) if cache else None)
     if sample:

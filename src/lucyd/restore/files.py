@@ -58,7 +58,7 @@ def _output_paths(inputs: Sequence[Path], output: Path) -> list[Path]:
 
 def save_restore_report(result: RestoreResult, raw: np.ndarray, path: Path, voxel_size=None) -> Path:
     """Write ``path`` (HTML): panels raw / RL / network, physics-check flux maps, the record."""
-    from lucyd.report.figures import figure_to_data_uri, save_panel_figure
+    from lucyd.report.figures import save_panel_figure
     from lucyd.report.html import write_html_report
 
     fig = path.with_suffix(".png")
@@ -79,12 +79,12 @@ def save_restore_report(result: RestoreResult, raw: np.ndarray, path: Path, voxe
             for k, v in check.items() if isinstance(v, dict)]
     sections = [
         {"heading": "Restoration", "text": f"Chosen: {result.record['chosen']} ({result.record['why']}).",
-         "images": [figure_to_data_uri(fig)]},
+         "images": [fig]},
         {"heading": "Physics self-check",
          "text": check.get("verdict", "Only Richardson–Lucy was computed.") + "\n\nThe restoration is re-blurred "
          "with the PSF and compared with the raw data under the estimated Poisson–Gaussian noise; 1 means it "
          "explains the data as well as the truth would, values well above 1 mean missing or invented light.",
-         "table": rows, "images": [figure_to_data_uri(map_fig)]},
+         "table": rows, "images": [map_fig]},
         {"heading": "Calibration and choices", "params": result.record},
     ]
     return write_html_report(path, title="lucyd restore", sections=sections)
