@@ -8,7 +8,9 @@ with :func:`handle_errors` so bad input exits non-zero with one line, no traceba
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 
 import typer
 
@@ -32,11 +34,26 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that ``finally`` blocks and
+    :func:`lucyd.io.atomic.atomic_path` remove partial outputs, as they do on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def handle_errors(func):
-    """Turn lucyd's own errors (and unreadable files) into a one-line message and exit 2."""
+    """Turn lucyd's own errors (and unreadable files) into a one-line message and exit 2.
+
+    Also turns SIGTERM into :class:`Terminated` while the command runs (exit 143 after the
+    clean-up); Ctrl-C (SIGINT) exits 130 after the same clean-up.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
         try:
             return func(*args, **kwargs)
         except LucydError as exc:
@@ -46,5 +63,11 @@ def handle_errors(func):
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            typer.echo("terminated", err=True)
+            sys.exit(143)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     return wrapper

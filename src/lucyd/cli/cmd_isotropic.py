@@ -49,6 +49,11 @@ def isotropic_command(
 
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
+    from lucyd.io.outputs import check_output_path
+
+    check_output_path(output, [input, axial_psf, model_dir])
+    if model_dir is not None:
+        check_output_path(model_dir, [input, axial_psf], name="--model-dir")
     image, meta = read_image(input)
     image = np.asarray(image)
     if image.ndim != 3:
@@ -60,6 +65,8 @@ def isotropic_command(
         if vs is None:
             raise InputError("--z-factor: required (the input has no voxel size to derive dz/dx)")
         z_factor = float(vs[0]) / float(vs[2])
+    check_output_path(output, [input, axial_psf, model_dir],
+                      expected_bytes=4 * image.size * max(1.0, z_factor))
     psf = None
     if axial_psf is not None:
         if not axial_psf.exists():

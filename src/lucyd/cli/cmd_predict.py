@@ -42,6 +42,16 @@ def predict_cmd(
     held in memory) the uncertainty maps are written beside OUTPUT. Do not use restored images
     for intensity quantification (Weigert et al. 2018).
     """
+    import math
+
+    from lucyd.io import image_info
+    from lucyd.io.outputs import check_output_path
+
+    if not input.exists():
+        raise InputError(f"{input}: no such file or folder")
+    voxels = math.prod(image_info(input).shape)
+    check_output_path(output, [model, input], expected_bytes=4 * voxels * (4 if uncertainty else 1))
+
     from lucyd.train import predict_file
     from lucyd.train.ensemble import Ensemble, load_any, predict_uncertainty_file
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,10 @@ def psf_command(
     from lucyd import psf as psf_lib
     from lucyd.io import ImageMetadata, read_image, write_image
 
+    from lucyd.io.outputs import check_output_path
+
     shape_t = parse_int_tuple(shape, "--shape") if shape is not None else None
+    check_output_path(output, [from_beads], expected_bytes=4 * math.prod(shape_t or (1,)))
     voxel_t = parse_float_tuple(voxel_size, "--voxel-size") if voxel_size is not None else None
 
     if from_beads is not None:

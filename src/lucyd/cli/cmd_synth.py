@@ -91,5 +91,10 @@ def synth(
     )
     if psf is not None and not psf.exists():
         raise InputError(f"--psf: file not found: {psf}")
+    from lucyd.io.outputs import check_output_path, same_or_inside
+
+    check_output_path(output, [psf])
+    if psf is not None and same_or_inside(output / "psf.tif", psf):
+        raise InputError(f"--output: {output} would overwrite the PSF {psf} (it writes psf.tif there)")
     out = make_dataset(config, output, workers=workers, overwrite=overwrite, device=device)
     typer.echo(f"wrote {config.n} {config.kind}/{config.task} pairs to {out}")

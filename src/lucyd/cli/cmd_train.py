@@ -59,7 +59,10 @@ def train_cmd(
     OUTPUT receives config.json, model.json, best.pt, last.pt, log.jsonl and loss.png; with
     --ensemble K, one such folder per member (Lakshminarayanan et al. 2017).
     """
+    from lucyd.io.outputs import check_output_path
     from lucyd.train import TrainConfig, train
+
+    check_output_path(output, [data])
 
     kwargs = {}
     if net_kwargs:

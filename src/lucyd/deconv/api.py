@@ -23,6 +23,7 @@ from lucyd.deconv.backprojectors import (
 from lucyd.deconv.engine import ACCELERATIONS, BOUNDARIES, Stats, estimate_memory, run_rl
 from lucyd.deconv.psfprep import crop_psf_for_job, resample_psf
 from lucyd.errors import InputError
+from lucyd.io.outputs import check_output_path
 from lucyd.validation import as_image, as_psf, as_voxel_size
 
 _UNITS = {
@@ -424,9 +425,11 @@ def deconvolve_file(
 
     input_path, output_path = Path(input_path), Path(output_path)
     image, meta = read_image(input_path, lazy=True)
-    psf_path = None
-    if isinstance(psf, (str, Path)):
-        psf_path = Path(psf)
+    psf_path = Path(psf) if isinstance(psf, (str, Path)) else None
+    record = Path(config_path or output_path.with_name(output_path.name + ".deconv.json"))
+    for path, size in ((output_path, 4 * math.prod(image.shape)), (record, None)):
+        check_output_path(path, [input_path, psf_path], expected_bytes=size)
+    if psf_path is not None:
         psf_arr, psf_meta = read_image(psf_path)
         if psf_voxel_size is None:
             psf_voxel_size = psf_meta.voxel_size
@@ -456,5 +459,5 @@ def deconvolve_file(
         data = np.asarray(image[...])
         result = deconvolve(data, psf, callback=callback, **run_kwargs)
         write_image(output_path, result, meta)
-    cfg.save(config_path or output_path.with_name(output_path.name + ".deconv.json"))
+    cfg.save(record)
     return output_path

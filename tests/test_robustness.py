@@ -1,0 +1,207 @@
+"""Bad and unusual inputs (issue 15): nothing lost, nothing silent.
+
+Each test states the property that failed before the fix. The parametrised table
+``BAD_INPUTS`` at the end is mirrored in docs/sections/90_robustness.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lucyd.cli.main import app
+from lucyd.errors import FileFormatError, InputError
+from lucyd.io import ImageMetadata, read_image, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _blob(shape=(12, 24, 24), centre=None, sigma=1.5, value=100.0, background=5.0):
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    centre = centre if centre is not None else [n // 2 for n in shape]
+    r2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
+    return (value * np.exp(-r2 / (2 * sigma**2)) + background).astype(np.float32)
+
+
+@pytest.fixture
+def files(tmp_path):
+    image = _blob()
+    psf = _blob((7, 9, 9), sigma=1.2, background=0.0)
+    paths = {"image": tmp_path / "image.tif", "psf": tmp_path / "psf.tif"}
+    write_image(paths["image"], image, ImageMetadata("ZYX", (0.3, 0.13, 0.13)))
+    write_image(paths["psf"], psf, ImageMetadata("ZYX", (0.3, 0.13, 0.13)))
+    return paths
+
+
+# ------------------------------------------------------------------ item 10, issue 16.4
+
+
+def test_version_flag_exits_zero():
+    import lucyd
+
+    result = cli("--version")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == lucyd.__version__
+
+
+def test_cli_start_up_imports_no_heavy_library():
+    """`lucyd --help` and `lucyd info` must not pay for torch, scipy, matplotlib, zarr, tifffile."""
+    heavy = ("torch", "scipy", "matplotlib", "zarr", "tifffile")
+    code = "import sys, lucyd.cli.main; print(','.join(m for m in %r if m in sys.modules))" % (heavy,)
+    import lucyd
+
+    env = dict(os.environ, PYTHONPATH=str(Path(lucyd.__file__).parents[1]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert out.stdout.strip() == ""
+
+
+# ------------------------------------------------------------------ item 2: output is an input
+
+
+def test_deconvolve_refuses_output_that_is_the_input(files):
+    before = files["image"].read_bytes()
+    result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", files["image"], "-q")
+    assert result.exit_code == 2
+    assert "is the input" in result.output
+    assert files["image"].read_bytes() == before
+
+
+def test_output_through_a_link_is_refused(files, tmp_path):
+    link = tmp_path / "link.tif"
+    link.symlink_to(files["image"])
+    hard = tmp_path / "hard.tif"
+    os.link(files["psf"], hard)
+    for output in (link, hard, tmp_path / "sub" / ".." / "image.tif"):
+        result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", output, "-q")
+        assert result.exit_code == 2 and "is the input" in result.output, output
+
+
+def test_every_command_refuses_output_that_is_an_input(files, tmp_path):
+    from lucyd.io.outputs import check_output_path
+
+    with pytest.raises(InputError, match="is the input"):
+        check_output_path(tmp_path, [files["image"]])  # a folder output holding the input
+    runs = [
+        ("psf", "--from-beads", files["image"], "-o", files["image"]),
+        ("isotropic", files["image"], "-o", files["image"], "--z-factor", "2"),
+        ("predict", tmp_path / "no-model", files["image"], "-o", files["image"]),
+        ("train", "--data", tmp_path, "-o", tmp_path),
+        ("synth", "--psf", files["psf"], "-o", tmp_path, "--n", "1"),
+    ]
+    for args in runs:
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is the input" in result.output or "overwrite the PSF" in result.output, args
+
+
+# ------------------------------------------------------------------ item 4: stale partials
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_rerun_removes_partials_of_killed_runs(files, tmp_path):
+    out = tmp_path / "out.tif"
+    stale = tmp_path / f".out.partial-{_dead_pid()}-0123abcd.tif"
+    stale.write_bytes(b"x" * 1000)
+    stale_zarr = tmp_path / f".out.partial-{_dead_pid()}-89abcdef.ome.zarr"
+    stale_zarr.mkdir()
+    (stale_zarr / "zarr.json").write_text("{}")
+    alive = tmp_path / f".out.partial-{os.getpid()}-0123abcd.tif"  # a running writer: kept
+    alive.write_bytes(b"y")
+    result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", out, "-n", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
+    assert stale_zarr.exists()  # another output's partial (out.ome.zarr) is not this one's
+    assert alive.exists()
+    write_image(tmp_path / "out.ome.zarr", np.ones((4, 4), np.float32))
+    assert not stale_zarr.exists()
+
+
+def test_sigterm_removes_the_partial_output(tmp_path):
+    from lucyd.cli.app import handle_errors
+    from lucyd.io import atomic_path
+
+    seen = []
+
+    @handle_errors
+    def job():
+        with atomic_path(tmp_path / "out.tif") as tmp:
+            tmp.write_bytes(b"partial")
+            seen.append(tmp)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("not reached: SIGTERM must interrupt the job")
+
+    with pytest.raises(SystemExit) as exc:
+        job()
+    assert exc.value.code == 143
+    assert seen and not seen[0].exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ item 5: unwritable output
+
+
+def test_unwritable_output_is_refused_before_computing(files, tmp_path, monkeypatch):
+    import lucyd.deconv.api as api
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("computed before checking the output")
+
+    monkeypatch.setattr(api, "run_rl", no_compute)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", blocker / "o.tif", "-q")
+    assert result.exit_code == 2, result.output
+    assert str(blocker / "o.tif") in result.output and "partial" not in result.output
+
+
+def test_read_only_folder_is_refused_naming_the_users_path(files, tmp_path):
+    from lucyd.io.outputs import check_output_path
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    immutable = False
+    try:
+        probe = folder / "probe"
+        try:
+            probe.write_text("")
+            probe.unlink()
+            # root ignores permissions: make the folder immutable instead, if allowed
+            immutable = subprocess.run(["chattr", "+i", str(folder)],
+                                       capture_output=True).returncode == 0
+            if not immutable:
+                pytest.skip("cannot make a folder unwritable here (root without chattr)")
+        except PermissionError:
+            pass
+        with pytest.raises(FileFormatError, match=str(folder / "o.tif")):
+            check_output_path(folder / "o.tif", [files["image"]])
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=False)
+        folder.chmod(0o700)
+
+
+def test_disk_room_is_checked_before_computing(files, tmp_path):
+    from lucyd.io.outputs import check_output_path
+
+    with pytest.raises(FileFormatError, match="free on that disk"):
+        check_output_path(tmp_path / "huge.tif", [files["image"]], expected_bytes=10**18)
+    check_output_path(tmp_path / "small.tif", [files["image"]], expected_bytes=10**3)
