@@ -59,7 +59,7 @@ def test_version_flag_exits_zero():
 def test_cli_start_up_imports_no_heavy_library():
     """`lucyd --help` and `lucyd info` must not pay for torch, scipy, matplotlib, zarr, tifffile."""
     heavy = ("torch", "scipy", "matplotlib", "zarr", "tifffile")
-    code = "import sys, lucyd.cli.main; print(','.join(m for m in %r if m in sys.modules))" % (heavy,)
+    code = f"import sys, lucyd.cli.main; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     import lucyd
 
     env = dict(os.environ, PYTHONPATH=str(Path(lucyd.__file__).parents[1]))
@@ -205,3 +205,56 @@ def test_disk_room_is_checked_before_computing(files, tmp_path):
     with pytest.raises(FileFormatError, match="free on that disk"):
         check_output_path(tmp_path / "huge.tif", [files["image"]], expected_bytes=10**18)
     check_output_path(tmp_path / "small.tif", [files["image"]], expected_bytes=10**3)
+
+
+# ------------------------------------------------------------------ items 1 and 7: predict
+
+
+@pytest.fixture(scope="module")
+def model2d(tmp_path_factory):
+    """A 2-step RLN on 2D pairs at voxel size (0.13, 0.13) µm (trained in ~1 s)."""
+    from lucyd.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("model")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        gt = _blob((48, 48), centre=rng.uniform(10, 38, 2), value=200.0, background=10.0)
+        raw = rng.poisson(gt).astype(np.float32)
+        meta = ImageMetadata("YX", (0.13, 0.13))
+        write_image(root / "data" / "raw" / f"{i:04d}.tif", raw, meta)
+        write_image(root / "data" / "gt" / f"{i:04d}.tif", gt, meta)
+    config = TrainConfig.build(model="rln", patch=(16, 16), batch=2, steps=2, val_interval=2,
+                               val_patches=2, device="cpu", seed=0)
+    return train(config, root / "data", root / "model")
+
+
+def test_predict_refuses_a_nan_voxel(model2d, tmp_path):
+    image = _blob((48, 48), value=200.0, background=10.0)
+    image[5, 7] = np.nan
+    write_image(tmp_path / "nan.tif", image, ImageMetadata("YX", (0.13, 0.13)))
+    result = cli("predict", model2d, tmp_path / "nan.tif", "-o", tmp_path / "p.tif")
+    assert result.exit_code == 2, result.output
+    assert "1 non-finite value" in result.output
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_predict_warns_when_voxel_sizes_disagree(model2d, tmp_path):
+    image = _blob((48, 48), value=200.0, background=10.0)
+    for voxel, warned in (((0.03, 0.03), True), ((0.13, 0.135), False), (None, True)):
+        path = tmp_path / "img.tif"
+        write_image(path, image, ImageMetadata("YX", voxel))
+        result = cli("predict", model2d, path, "-o", tmp_path / "p.tif")
+        assert result.exit_code == 0, result.output
+        assert ("warning:" in result.output) == warned, (voxel, result.output)
+
+
+def test_calibrated_psf_beside_an_uncalibrated_image_warns(files, tmp_path):
+    bare = tmp_path / "bare.tif"
+    write_image(bare, read_image(files["image"])[0])  # no voxel size
+    result = cli("deconvolve", bare, "--psf", files["psf"], "-o", tmp_path / "o.tif", "-n", "2")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "has none" in result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both calibrated: no warning (the PSF is resampled)
+        result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", tmp_path / "o.tif")
+    assert "warning:" not in result.output

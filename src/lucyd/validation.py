@@ -125,6 +125,38 @@ def as_voxel_size(voxel_size, ndim: int, name: str = "voxel_size") -> tuple[floa
     return tuple(float(v) for v in values)
 
 
+#: relative difference of voxel sizes (per axis) above which lucyd warns that they disagree
+VOXEL_SIZE_TOLERANCE = 0.1
+
+
+def voxel_size_mismatch(expected, actual, *, expected_name: str, actual_name: str,
+                        tolerance: float = VOXEL_SIZE_TOLERANCE) -> str | None:
+    """A one-line warning when two voxel sizes (µm) differ by more than ``tolerance`` (relative,
+    on any axis) or only one of them is known; None when they agree or neither is known.
+
+    Examples
+    --------
+    >>> voxel_size_mismatch((0.3, 0.13, 0.13), (0.3, 0.13, 0.135), expected_name="model",
+    ...                     actual_name="image") is None
+    True
+    """
+    if expected is None and actual is None:
+        return None
+    if expected is None or actual is None:
+        known, name = (expected, expected_name) if actual is None else (actual, actual_name)
+        missing = actual_name if actual is None else expected_name
+        return (f"{name} has voxel size {tuple(float(v) for v in known)} µm but {missing} has none; "
+                "assuming they match — give the voxel size (e.g. --voxel-size) to be sure")
+    a = np.asarray(expected, dtype=float)[-len(actual):]
+    b = np.asarray(actual, dtype=float)[-len(a):]
+    worst = float(np.max(np.abs(b - a) / np.maximum(np.abs(a), 1e-12)))
+    if worst <= tolerance:
+        return None
+    return (f"{actual_name} voxel size {tuple(float(v) for v in b)} µm differs from {expected_name} "
+            f"{tuple(float(v) for v in a)} µm by up to {100 * worst:.0f} % (tolerance "
+            f"{100 * tolerance:.0f} %); results may be wrong — resample the image first")
+
+
 def as_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
               requirement: str | None = None) -> float:
     """A finite float, at least ``minimum`` (above it with ``strict``), or InputError naming ``name``.

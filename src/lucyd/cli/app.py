@@ -11,10 +11,11 @@ import functools
 import signal
 import sys
 import threading
+import warnings
 
 import typer
 
-from lucyd.errors import LucydError
+from lucyd.errors import LucydError, LucydWarning
 
 app = typer.Typer(
     name="lucyd",
@@ -43,10 +44,20 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, LucydWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def handle_errors(func):
     """Turn lucyd's own errors (and unreadable files) into a one-line message and exit 2.
 
-    Also turns SIGTERM into :class:`Terminated` while the command runs (exit 143 after the
+    :class:`~lucyd.errors.LucydWarning` s are printed as ``warning: ...`` lines. Also turns SIGTERM into :class:`Terminated` while the command runs (exit 143 after the
     clean-up); Ctrl-C (SIGINT) exits 130 after the same clean-up.
     """
 
@@ -55,7 +66,10 @@ def handle_errors(func):
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", LucydWarning)
+                warnings.showwarning = _show_warning
+                return func(*args, **kwargs)
         except LucydError as exc:
             fail(str(exc))
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:

@@ -72,7 +72,6 @@ def psf_command(
     """
     from lucyd import psf as psf_lib
     from lucyd.io import ImageMetadata, read_image, write_image
-
     from lucyd.io.outputs import check_output_path
 
     shape_t = parse_int_tuple(shape, "--shape") if shape is not None else None

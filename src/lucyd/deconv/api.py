@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from lucyd.deconv.backprojectors import (
 )
 from lucyd.deconv.engine import ACCELERATIONS, BOUNDARIES, Stats, estimate_memory, run_rl
 from lucyd.deconv.psfprep import crop_psf_for_job, resample_psf
-from lucyd.errors import InputError
+from lucyd.errors import InputError, LucydWarning
 from lucyd.io.outputs import check_output_path
-from lucyd.validation import as_image, as_psf, as_voxel_size
+from lucyd.validation import as_image, as_psf, as_voxel_size, voxel_size_mismatch
 
 _UNITS = {
     "": 1,
@@ -436,6 +437,14 @@ def deconvolve_file(
         psf = psf_arr
     if voxel_size is None:
         voxel_size = meta.voxel_size
+    if psf_path is not None and (voxel_size is None) != (psf_voxel_size is None):
+        # both known: the PSF is resampled onto the image grid; one known: nothing to compare
+        warnings.warn(
+            voxel_size_mismatch(psf_voxel_size, voxel_size, expected_name=f"the PSF ({psf_path})",
+                                actual_name=f"the image ({input_path})"),
+            LucydWarning,
+            stacklevel=2,
+        )
     cfg = DeconvConfig.from_call(
         input=str(input_path),
         psf=str(psf_path) if psf_path else None,

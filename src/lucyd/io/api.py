@@ -321,6 +321,22 @@ def open_writer(
         write_sidecar(path, meta)
 
 
+def require_finite(array: Any, name: str) -> dict[str, float | int]:
+    """:func:`image_stats` of ``array`` (read block by block), or InputError if it holds NaN/Inf.
+
+    For lazy inputs (zarr, memory maps) that never pass through
+    :func:`lucyd.validation.as_image`: one NaN would otherwise spread through a network or a
+    convolution and make the whole output NaN.
+    """
+    stats = image_stats(array)
+    if stats["nonfinite"]:
+        raise InputError(
+            f"{name}: contains {stats['nonfinite']} non-finite value(s) (NaN or Inf); "
+            "replace them (e.g. with the local background) first"
+        )
+    return stats
+
+
 def image_stats(array: Any, block_bytes: int = 64 * 2**20) -> dict[str, float | int]:
     """Minimum, maximum and mean of an image, computed block by block along the first axis.
 
