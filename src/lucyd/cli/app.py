@@ -57,7 +57,8 @@ _default_showwarning = warnings.showwarning
 def handle_errors(func):
     """Turn lucyd's own errors (and unreadable files) into a one-line message and exit 2.
 
-    :class:`~lucyd.errors.LucydWarning` s are printed as ``warning: ...`` lines. Also turns SIGTERM into :class:`Terminated` while the command runs (exit 143 after the
+    Warnings of class :class:`~lucyd.errors.LucydWarning` are printed as ``warning: ...``
+    lines. SIGTERM becomes :class:`Terminated` while the command runs (exit 143 after the
     clean-up); Ctrl-C (SIGINT) exits 130 after the same clean-up.
     """
 
