@@ -258,3 +258,29 @@ def test_calibrated_psf_beside_an_uncalibrated_image_warns(files, tmp_path):
         warnings.simplefilter("error")  # both calibrated: no warning (the PSF is resampled)
         result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", tmp_path / "o.tif")
     assert "warning:" not in result.output
+
+
+# ------------------------------------------------------------------ item 3: off-centre PSF
+
+
+def test_off_centre_psf_does_not_shift_the_result(tmp_path):
+    import json
+
+    from lucyd.deconv import deconvolve
+
+    shape = (16, 32, 32)
+    point = (8, 14, 17)
+    image = _blob(shape, centre=point, sigma=1.5, background=1.0)
+    off = _blob((11, 15, 15), centre=(5 + 2, 7 + 3, 7 + 3), sigma=1.2, background=0.0)
+    for kw in ({}, {"back_projector": "wiener-butterworth", "iterations": 2}):
+        result = deconvolve(image, off, progress=False, **{"iterations": 10, **kw})
+        assert np.unravel_index(np.argmax(result), shape) == point, kw
+    shifted = deconvolve(image, off, iterations=10, progress=False, centre_psf=False)
+    assert np.unravel_index(np.argmax(shifted), shape) != point  # what happened before
+    write_image(tmp_path / "i.tif", image)
+    write_image(tmp_path / "p.tif", off)
+    result = cli("deconvolve", tmp_path / "i.tif", "--psf", tmp_path / "p.tif", "-o",
+                 tmp_path / "o.tif", "-n", "5", "-q")
+    assert result.exit_code == 0 and "(2, 3, 3) voxels off" in result.output, result.output
+    record = json.loads((tmp_path / "o.tif.deconv.json").read_text())
+    assert record["config"]["psf_offset_voxels"] == [2, 3, 3]

@@ -80,6 +80,12 @@ def deconvolve_command(
         "--max-memory",
         help="Memory budget, e.g. 2GB: larger jobs run block by block, out of core.",
     ),
+    centre_psf: bool = typer.Option(
+        True,
+        "--centre-psf/--no-centre-psf",
+        help="Move the PSF's main lobe onto its array centre (else an off-centre measured PSF "
+        "shifts the result); the offset is recorded in OUTPUT.deconv.json.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Deconvolve INPUT with Richardson-Lucy; writes OUTPUT and OUTPUT.deconv.json (parameters)."""
@@ -107,6 +113,7 @@ def deconvolve_command(
         wb_order=wb_order,
         device=device,
         max_memory=parse_memory(max_memory),
+        centre_psf=centre_psf,
         progress=not quiet,
     )
     if voxel_size is not None:

@@ -22,7 +22,7 @@ from lucyd.deconv.backprojectors import (
     back_projector as build_back_projector,
 )
 from lucyd.deconv.engine import ACCELERATIONS, BOUNDARIES, Stats, estimate_memory, run_rl
-from lucyd.deconv.psfprep import crop_psf_for_job, resample_psf
+from lucyd.deconv.psfprep import centre_psf, crop_psf_for_job, psf_offset, resample_psf
 from lucyd.errors import InputError, LucydWarning
 from lucyd.io.outputs import check_output_path
 from lucyd.validation import as_image, as_psf, as_voxel_size, voxel_size_mismatch
@@ -121,8 +121,11 @@ def image_stats_for(image, background, offset: float, floor) -> Stats:
     return Stats(background=b, floor=fl, start_value=start_value, tiny=tiny)
 
 
-def prepare_psf(psf, ndim: int, voxel_size=None, psf_voxel_size=None) -> np.ndarray:
-    """Validate, resample to the image grid if voxel sizes differ, make odd, normalise."""
+def prepare_psf(psf, ndim: int, voxel_size=None, psf_voxel_size=None, *,
+                centre: bool = True) -> np.ndarray:
+    """Validate, resample to the image grid if voxel sizes differ, make odd, centre the main
+    lobe on the array centre (:func:`lucyd.deconv.psfprep.centre_psf`; ``centre=False`` keeps
+    the PSF where it is), normalise."""
     p = as_psf(psf, image_ndim=ndim)
     if psf_voxel_size is not None and voxel_size is not None:
         p = resample_psf(
@@ -131,6 +134,8 @@ def prepare_psf(psf, ndim: int, voxel_size=None, psf_voxel_size=None) -> np.ndar
             as_voxel_size(voxel_size, ndim, "voxel_size"),
         )
     p = make_odd(p)
+    if centre:
+        p, _ = centre_psf(p)
     return (p / p.sum(dtype=np.float64)).astype(np.float32)
 
 
@@ -170,6 +175,7 @@ def deconvolve(
     floor: float | str | None = "auto",
     offset: float = 0.0,
     overlap: Sequence[int] | int | None = None,
+    centre_psf: bool = True,
     out=None,
 ) -> np.ndarray:
     """Richardson–Lucy deconvolution with boundary handling and unmatched back projectors.
@@ -250,6 +256,12 @@ def deconvolve(
     overlap : int or sequence of int, optional
         Blending width between blocks in blocked mode (default: a quarter of the PSF size,
         at least 4 voxels).
+    centre_psf : bool
+        Move the PSF's main lobe (centroid of the voxels above half its peak, whole voxels) onto
+        the array centre before use (default). The centre voxel ``k // 2`` is the origin of the
+        convolution, so a measured PSF whose bead sat off-centre would otherwise shift the
+        whole result by the same number of voxels. ``deconvolve_file`` records the offset it
+        found in the job's record (``psf_offset_voxels``). False: use the PSF as given.
     out : array-like, optional
         Destination (numpy array, memmap, zarr array, :func:`lucyd.io.open_writer`) written
         block by block in blocked mode; returned instead of a new array. ``image`` may then be
@@ -329,7 +341,7 @@ def deconvolve(
     budget = parse_memory(max_memory)
     dev = resolve_device(device)
 
-    p = prepare_psf(psf, ndim, voxel_size, psf_voxel_size)
+    p = prepare_psf(psf, ndim, voxel_size, psf_voxel_size, centre=bool(centre_psf))
     if boundary != "circulant":
         p = make_odd(crop_psf_for_job(p, y.shape))
     bp = None
@@ -413,6 +425,9 @@ def deconvolve_file(
     the input is carried to the output. ``psf`` is an array or a path (its voxel size,
     if stored, is used as ``psf_voxel_size`` unless given).
 
+    A PSF whose main lobe is off the array centre is centred (``centre_psf=True``, the default)
+    and the offset found is recorded as ``psf_offset_voxels`` (z, y, x).
+
     A :class:`~lucyd.deconv.config.DeconvConfig` with every parameter is saved as
     ``<output>.deconv.json`` (or ``config_path``).
 
@@ -445,12 +460,25 @@ def deconvolve_file(
             LucydWarning,
             stacklevel=2,
         )
+    offset = None
+    if kwargs.get("centre_psf", True):
+        # what deconvolve() will move the PSF by: recorded so that the shift is not silent
+        ndim = len(image.shape)
+        offset = psf_offset(prepare_psf(psf, ndim, voxel_size, psf_voxel_size, centre=False))
+        if any(offset):
+            warnings.warn(
+                f"psf: its main lobe is {offset} voxels off the array centre; centred it so that "
+                "the result is not shifted (recorded as psf_offset_voxels; --no-centre-psf: as is)",
+                LucydWarning,
+                stacklevel=2,
+            )
     cfg = DeconvConfig.from_call(
         input=str(input_path),
         psf=str(psf_path) if psf_path else None,
         output=str(output_path),
         voxel_size=voxel_size,
         psf_voxel_size=psf_voxel_size,
+        psf_offset_voxels=offset,
         **kwargs,
     )
     run_kwargs = cfg.deconvolve_kwargs()

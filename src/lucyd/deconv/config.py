@@ -40,6 +40,9 @@ class DeconvConfig(JobConfig):
     floor: float | Literal["auto"] | None = "auto"
     offset: float = 0.0
     overlap: tuple[int, ...] | int | None = None
+    centre_psf: bool = True
+    #: whole-voxel offset of the PSF's main lobe from its array centre, removed when centre_psf
+    psf_offset_voxels: tuple[int, ...] | None = None
 
     @classmethod
     def from_call(cls, **kwargs: Any) -> DeconvConfig:
@@ -59,6 +62,6 @@ class DeconvConfig(JobConfig):
     def deconvolve_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`lucyd.deconv.deconvolve` (without files)."""
         data = self.model_dump()
-        for key in ("input", "psf", "output"):
+        for key in ("input", "psf", "output", "psf_offset_voxels"):
             data.pop(key)
         return data
