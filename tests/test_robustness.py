@@ -284,3 +284,25 @@ def test_off_centre_psf_does_not_shift_the_result(tmp_path):
     assert result.exit_code == 0 and "(2, 3, 3) voxels off" in result.output, result.output
     record = json.loads((tmp_path / "o.tif.deconv.json").read_text())
     assert record["config"]["psf_offset_voxels"] == [2, 3, 3]
+
+
+# ------------------------------------------------------------------ item 9: negative mean
+
+
+def test_over_subtracted_image_is_refused_with_the_reason_and_the_offset_works(files, tmp_path):
+    from lucyd.deconv import deconvolve
+
+    image = read_image(files["image"])[0]
+    psf = read_image(files["psf"])[0]
+    low = image - np.float32(image.mean() + 5.0)  # background over-subtracted: mean -5
+    with pytest.raises(InputError, match="not above the background.*--offset"):
+        deconvolve(low, psf, iterations=3, progress=False)
+    write_image(tmp_path / "low.tif", low)
+    result = cli("deconvolve", tmp_path / "low.tif", "--psf", files["psf"], "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2 and "not above the background" in result.output
+    # the remedy the message names: the offset restores the data (and is kept in the output)
+    shift = float(-low.min())
+    fixed = deconvolve(low, psf, iterations=3, offset=shift, progress=False)
+    reference = deconvolve(low + np.float32(shift), psf, iterations=3, progress=False)
+    np.testing.assert_allclose(fixed, reference, rtol=1e-4)
+    assert fixed.std() > 1.0  # not a constant

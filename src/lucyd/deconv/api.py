@@ -107,6 +107,15 @@ def image_stats_for(image, background, offset: float, floor) -> Stats:
         b = float(background)
         if not math.isfinite(b):
             raise InputError(f"background: must be finite, got {background!r}")
+    if not mean - b > 0:
+        # RL models non-negative photon counts: an image at or below its background (typically
+        # over-subtracted) has no signal to restore and would converge to a constant
+        hint = f"--offset {-vmin + offset:.4g} (= -minimum)" if vmin < 0 else "a smaller --background"
+        raise InputError(
+            f"image: its mean ({mean:.4g}) is not above the background ({b:.4g}); "
+            "Richardson-Lucy needs non-negative counts — if the background was subtracted, add "
+            f"it back, e.g. {hint} (the offset is kept in the output)"
+        )
     scale = max(abs(mean - b), 1e-6)
     tiny = 1e-6 * scale
     if floor is None:
