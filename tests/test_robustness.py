@@ -306,3 +306,64 @@ def test_over_subtracted_image_is_refused_with_the_reason_and_the_offset_works(f
     reference = deconvolve(low + np.float32(shift), psf, iterations=3, progress=False)
     np.testing.assert_allclose(fixed, reference, rtol=1e-4)
     assert fixed.std() > 1.0  # not a constant
+
+
+# ------------------------------------------------------------------ item 12: consistency
+
+
+def test_every_psf_model_defaults_to_the_same_immersion_index_as_the_cli(tmp_path):
+    from lucyd.psf import make_psf
+
+    for model in ("gaussian", "born-wolf"):
+        out = tmp_path / f"{model}.npy"
+        result = cli("psf", "--model", model, "--shape", "9,15,15", "--voxel-size", "0.2,0.1,0.1",
+                     "--na", "1.3", "--wavelength", "0.5", "-o", out)
+        assert result.exit_code == 0, result.output
+        library = make_psf(model, (9, 15, 15), (0.2, 0.1, 0.1), na=1.3, wavelength=0.5)
+        np.testing.assert_allclose(np.load(out), library, rtol=1e-5, atol=1e-9)
+
+
+def test_synth_with_a_model_psf_needs_no_immersion_index(tmp_path):
+    result = cli("synth", "--psf-model", "born-wolf", "--na", "1.3", "--wavelength", "0.5",
+                 "--voxel-size", "0.2,0.1,0.1", "--psf-shape", "5,9,9", "--shape", "8,16,16",
+                 "--n", "1", "--workers", "1", "--device", "cpu", "-o", tmp_path / "set")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "set" / "raw" / "0000.tif").exists()
+
+
+def test_nan_option_says_finite(files, tmp_path):
+    for option in ("--tv", "--tol", "--wb-alpha", "--offset"):
+        result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", tmp_path / "o.tif",
+                     option, "nan")
+        assert result.exit_code == 2 and "must be a finite number" in result.output, option
+
+
+def test_small_volume_stored_as_rgb_gets_an_explanation(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "tiny.tif", np.ones((2, 3, 3), np.float32), photometric="rgb")
+    result = cli("info", tmp_path / "tiny.tif")
+    assert result.exit_code == 2
+    assert "stored as an RGB image" in result.output and "minisblack" in result.output
+    tifffile.imwrite(tmp_path / "grey.tif", np.ones((2, 3, 3), np.float32),
+                     photometric="minisblack")
+    assert read_image(tmp_path / "grey.tif")[0].shape == (2, 3, 3)
+
+
+def test_isotropic_prints_a_summary_like_every_command(tmp_path, monkeypatch):
+    import json
+
+    import lucyd.isotropic
+
+    # the printing is under test, not the training (tested in test_isotropic.py)
+    monkeypatch.setattr(lucyd.isotropic, "isotropic_restore",
+                        lambda image, f, **kw: np.repeat(image, round(f), axis=0))
+    stack = np.random.default_rng(0).uniform(10, 20, (6, 24, 24)).astype(np.float32)
+    write_image(tmp_path / "s.tif", stack, ImageMetadata("ZYX", (0.4, 0.2, 0.2)))
+    common = ("isotropic", tmp_path / "s.tif", "--steps", "1", "--patch", "16", "--batch", "1",
+              "--network", "care", "--device", "cpu")
+    result = cli(*common, "-o", tmp_path / "o.tif")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"wrote {tmp_path / 'o.tif'}: shape 12 x 24 x 24")
+    result = cli(*common, "-o", tmp_path / "o.tif", "--json")
+    assert json.loads(result.output)["shape"] == [12, 24, 24]

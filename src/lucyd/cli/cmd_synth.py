@@ -43,7 +43,7 @@ def synth(
     psf_model: str | None = typer.Option(None, help="PSF model instead of a file, e.g. born-wolf."),
     na: float | None = typer.Option(None, help="Numerical aperture (with --psf-model)."),
     wavelength: float | None = typer.Option(None, help="Emission wavelength in µm."),
-    ni: float | None = typer.Option(None, help="Immersion refractive index."),
+    ni: float | None = typer.Option(None, help="Immersion refractive index (default 1.515, oil)."),
     voxel_size: str | None = typer.Option(
         None, help="Voxel size in µm, z,y,x (default: the PSF file's, else 0.1)."),
     psf_shape: str | None = typer.Option(None, help="Model PSF shape, e.g. 31,63,63."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -48,6 +49,10 @@ class DeconvConfig(JobConfig):
     def from_call(cls, **kwargs: Any) -> DeconvConfig:
         """Build from ``deconvolve``-style keyword arguments (unknown/runtime ones dropped)."""
         kwargs = {k: v for k, v in kwargs.items() if k in cls.model_fields}
+        for key, value in kwargs.items():  # before pydantic, whose NaN message misleads
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise InputError(f"{key}: must be a finite number, got {value!r}")
         for key in ("voxel_size", "psf_voxel_size", "wb_resolution", "overlap"):
             value = kwargs.get(key)
             if value is not None and not isinstance(value, (int, float)):

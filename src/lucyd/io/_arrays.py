@@ -70,6 +70,18 @@ def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]
         kept[kept.index(extra[0])] = "Z"
         extra = ["Z"]
     described = ", ".join(f"{ax}={n}" for ax, n in zip(axes, shape, strict=True))
+    if extra == ["S"] and "Z" not in axes:
+        # RGB(A) samples: tifffile marks any array whose last axis has 3 or 4 entries as RGB
+        # unless told otherwise, so a small (z, y, x) volume can arrive here; a real RGB image
+        # cannot be told apart from it, so say both and how to fix it rather than guess
+        dims = dict(zip(axes, shape, strict=True))
+        raise FileFormatError(
+            f"{path}: stored as an RGB image ({dims['Y']} x {dims['X']} pixels, {dims['S']} "
+            "samples each); lucyd reads grey-level images. If it is a "
+            f"({dims['Y']}, {dims['X']}, {dims['S']}) (z, y, x) volume, write it with "
+            "photometric='minisblack' (tifffile), lucyd.io.write_image or as .npy; if it is "
+            "colour, split the channels into separate files"
+        )
     if any(ax != "Z" for ax in extra) or len(extra) > 1:
         raise FileFormatError(
             f"{path}: more axes than supported ({described}); lucyd reads 2D (y, x) and 3D "

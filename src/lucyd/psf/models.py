@@ -68,6 +68,10 @@ __all__ = [
 ]
 
 #: radial chunk size of the Bessel matrices (bounds memory to ~64 MB per matrix)
+#: default immersion refractive index of every model (standard immersion oil, n_e at 546 nm);
+#: the same default as ``lucyd psf --ni`` and ``lucyd synth --ni``
+DEFAULT_NI = 1.515
+
 _R_CHUNK = 2048
 
 
@@ -207,7 +211,7 @@ def gaussian(
     *,
     na: float,
     wavelength: float,
-    ni: float = 1.0,
+    ni: float = DEFAULT_NI,
     paraxial: bool = False,
 ) -> np.ndarray:
     """Gaussian approximation of the widefield PSF (Zhang, Zerubia & Olivo-Marin 2007).
@@ -232,7 +236,7 @@ def gaussian(
     wavelength : float
         Emission wavelength in µm (vacuum).
     ni : float
-        Immersion refractive index.
+        Immersion refractive index (default :data:`DEFAULT_NI`, 1.515: oil).
     paraxial : bool
         Use the paraxial widths instead of the non-paraxial ones.
 
@@ -277,7 +281,7 @@ def born_wolf(
     *,
     na: float,
     wavelength: float,
-    ni: float,
+    ni: float = DEFAULT_NI,
     paraxial: bool = True,
     oversampling: int = 5,
     z_oversampling: int = 1,
@@ -302,7 +306,7 @@ def born_wolf(
     wavelength : float
         Emission wavelength in µm (vacuum).
     ni : float
-        Immersion refractive index.
+        Immersion refractive index (default :data:`DEFAULT_NI`, 1.515: oil).
     paraxial : bool
         Paraxial (default, matches deconwolf) or exact defocus phase.
     oversampling : int
@@ -344,7 +348,7 @@ def gibson_lanni(
     *,
     na: float,
     wavelength: float,
-    ni: float,
+    ni: float = DEFAULT_NI,
     ns: float = 1.33,
     ng: float = 1.515,
     ni0: float | None = None,
@@ -424,7 +428,7 @@ def vectorial(
     *,
     na: float,
     wavelength: float,
-    ni: float,
+    ni: float = DEFAULT_NI,
     ns: float | None = None,
     ng: float | None = None,
     ni0: float | None = None,
@@ -603,7 +607,7 @@ def confocal(
     na: float,
     excitation_wavelength: float,
     emission_wavelength: float,
-    ni: float,
+    ni: float = DEFAULT_NI,
     pinhole_au: float = 1.0,
     **optics,
 ) -> np.ndarray:
