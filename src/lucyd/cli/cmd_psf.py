@@ -73,9 +73,9 @@ def psf_command(
     --na 1.45 --wavelength 0.461 --ni 1.512 -o psf.tif
     """
     from lucyd import psf as psf_lib
-    from lucyd.psf.models import DEFAULT_NI
     from lucyd.io import ImageMetadata, read_image, write_image
     from lucyd.io.outputs import check_output_path
+    from lucyd.psf.models import DEFAULT_NI
 
     ni = DEFAULT_NI if ni is None else ni
     shape_t = parse_int_tuple(shape, "--shape") if shape is not None else None
