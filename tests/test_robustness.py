@@ -367,3 +367,59 @@ def test_isotropic_prints_a_summary_like_every_command(tmp_path, monkeypatch):
     assert result.output.startswith(f"wrote {tmp_path / 'o.tif'}: shape 12 x 24 x 24")
     result = cli(*common, "-o", tmp_path / "o.tif", "--json")
     assert json.loads(result.output)["shape"] == [12, 24, 24]
+
+
+# ------------------------------------------------------------------ item 11: unbounded work
+
+
+def test_absurd_iteration_count_is_refused_before_any_work(files, tmp_path, monkeypatch):
+    import lucyd.deconv.api as api
+    from lucyd.deconv import deconvolve
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("started computing")
+
+    monkeypatch.setattr(api, "run_rl", no_compute)
+    result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", tmp_path / "o.tif",
+                 "--iterations", "1000000000")
+    assert result.exit_code == 2 and "1 to 100,000" in result.output, result.output
+    with pytest.raises(InputError, match="1 to 100,000"):
+        deconvolve(np.ones((8, 8), np.float32), np.ones((3, 3)), iterations=10**9)
+
+
+def test_deconvolve_shows_its_estimate_first(files, tmp_path):
+    result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", tmp_path / "o.tif",
+                 "-n", "3")
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("estimate: ") and "peak" in first and "for 3 iterations" in first
+
+
+def test_job_larger_than_memory_is_refused_with_the_estimate(files, tmp_path, monkeypatch):
+    import lucyd.validation
+
+    monkeypatch.setattr(lucyd.validation, "available_memory", lambda: 10**5, raising=False)
+    result = cli("deconvolve", files["image"], "--psf", files["psf"], "-o", tmp_path / "o.tif",
+                 "-n", "1", "-q")
+    assert result.exit_code == 2, result.output
+    assert "of memory but only 100 kB is available" in result.output
+    assert "--max-memory" in result.output
+
+
+def test_huge_psf_is_refused_before_computing(tmp_path):
+    """`lucyd psf --shape 2001,2001,2001` (385 GB of work arrays) must not start."""
+    import resource
+
+    def limit():  # so that the old behaviour fails fast instead of exhausting the machine
+        resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
+
+    import lucyd
+
+    env = dict(os.environ, PYTHONPATH=str(Path(lucyd.__file__).parents[1]))
+    args = ["psf", "--shape", "2001,2001,2001", "--voxel-size", "0.1", "--na", "1.3",
+            "--wavelength", "0.5", "-o", str(tmp_path / "big.tif")]
+    proc = subprocess.run([sys.executable, "-m", "lucyd", *args], capture_output=True, text=True,
+                          env=env, preexec_fn=limit, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert "needs about 385 GB of memory" in proc.stderr
+    assert not (tmp_path / "big.tif").exists()

@@ -157,6 +157,46 @@ def voxel_size_mismatch(expected, actual, *, expected_name: str, actual_name: st
             f"{100 * tolerance:.0f} %); results may be wrong — resample the image first")
 
 
+def format_bytes(n: float) -> str:
+    """``1.5 GB``-style size (powers of 1000)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give a new allocation now (Linux ``MemAvailable``), or the
+    physical memory elsewhere; None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory(need: float, what: str, hint: str = "") -> None:
+    """InputError when ``need`` bytes exceed :func:`available_memory`, naming both amounts.
+
+    Called before a large allocation so that a job that cannot fit is refused in a second
+    instead of being killed by the operating system minutes later.
+    """
+    free = available_memory()
+    if free is not None and need > free:
+        raise InputError(
+            f"{what}: needs about {format_bytes(need)} of memory but only {format_bytes(free)} "
+            f"is available{'; ' + hint if hint else ''}"
+        )
+
+
 def as_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
               requirement: str | None = None) -> float:
     """A finite float, at least ``minimum`` (above it with ``strict``), or InputError naming ``name``.

@@ -17,16 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lucyd.errors import FileFormatError, InputError
+from lucyd.validation import format_bytes
 
 #: free space kept in reserve on top of the expected output size (file-system metadata, sidecars)
 DISK_MARGIN_BYTES = 16 * 2**20
-
-
-def _format_bytes(n: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{int(n)} B"
 
 
 def _resolved(path: Path) -> Path:
@@ -125,7 +119,7 @@ def check_output_path(
         need = float(expected_bytes) + DISK_MARGIN_BYTES
         if need > free:
             raise FileFormatError(
-                f"{output}: needs about {_format_bytes(need)} but only {_format_bytes(free)} "
+                f"{output}: needs about {format_bytes(need)} but only {format_bytes(free)} "
                 f"is free on that disk"
             )
     return output
