@@ -145,9 +145,11 @@ def _print_estimate(input: Path, psf: Path, kwargs) -> None:
     from lucyd.io import image_info
     from lucyd.validation import format_bytes
 
-    shape = image_info(input).shape
+    shape, psf_shape = image_info(input).shape, image_info(psf).shape
+    if len(shape) != len(psf_shape):
+        return  # the deconvolution refuses it with its own message
     est = estimate_deconvolution(
-        shape, image_info(psf).shape, iterations=kwargs["iterations"],
+        shape, psf_shape, iterations=kwargs["iterations"],
         boundary=kwargs["boundary"], back_projector=kwargs["back_projector"],
         acceleration=kwargs["acceleration"], tv=kwargs["tv"], max_memory=kwargs["max_memory"],
         device=kwargs["device"],
