@@ -183,6 +183,30 @@ def available_memory() -> int | None:
         return None
 
 
+#: allocations above this size get their own memory mapping (returned to the system when freed)
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_memory() -> bool:
+    """Make the C allocator give large freed blocks back to the system at once (glibc only).
+
+    glibc raises its mmap threshold dynamically up to 32 MB after a large block is freed, so
+    later blocks of that size come from the heap and stay resident after they are freed: a
+    job that runs block after block then grows by one block's arrays each time (measured: a
+    deconvolution tile modelled at 213 MB peaked at 187 MB once and at 400 MB by the third
+    tile). Fixing the threshold (``mallopt(M_MMAP_THRESHOLD, 1 MiB)``) stops this; the cost
+    is one ``mmap`` per large allocation. Returns True when the setting was applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD_BYTES))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def check_memory(need: float, what: str, hint: str = "") -> None:
     """InputError when ``need`` bytes exceed :func:`available_memory`, naming both amounts.
 

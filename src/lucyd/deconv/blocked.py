@@ -25,7 +25,13 @@ from lucyd.validation import check_finite
 def block_geometry(
     shape, psf_shape, budget: int, *, kind: str, boundary: str, acceleration, tv, tol, overlap=None
 ):
-    """Tile shape, overlap and halo for a memory budget (bytes)."""
+    """Tile shape, overlap and halo for a memory budget (bytes).
+
+    The memory of a tile is the job's (:func:`lucyd.deconv.estimate_memory`) plus the tile-sized
+    arrays of the tiling, the input rows a block read touches and the pending blended cells;
+    measured peaks (``benchmarks/bench_memory.py``) stayed within the budget on top of the
+    runtime's fixed cost.
+    """
     ndim = len(shape)
     halo = tuple(min(int(k), int(n)) for k, n in zip(psf_shape, shape, strict=True))
     if overlap is None:
@@ -43,7 +49,14 @@ def block_geometry(
             tv=tv,
             tol=tol,
         )
-        return job + 16 * math.prod(tile)  # block, result, weighted contribution, pending cells
+        # block, result, weighted contribution and its normalised copy: 4 tile-sized arrays
+        blocks = 16 * math.prod(tile)
+        # reading a block touches whole rows of the input (memory maps, TIFF strips)
+        rows = 4 * math.prod(tile[:-1]) * shape[-1]
+        # contributions waiting for their last tile: an overlap-thick slab across the volume
+        # along the first axis, and one along the second within the current tile row
+        pending = 4 * (overlap[0] * math.prod(shape[1:]) + tile[0] * overlap[1] * math.prod(shape[2:]))
+        return job + blocks + rows + pending
 
     tile = tile_shape_for_budget(shape, overlap, budget, 0, halo=halo, memory_of=memory_of)
     return tile, overlap, halo

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import mmap
+
 import numpy as np
 
 from lucyd.errors import FileFormatError
@@ -188,3 +190,61 @@ def adapt(source: Any, index: tuple, lazy: bool) -> Any:
         return LazyImage(source, index, dtype)
     data = np.asarray(source[index])
     return np.ascontiguousarray(data.astype(dtype, copy=False))
+
+
+#: bytes read or written through a :class:`PageReleasingArray` between two releases (a block
+#: narrower than the array touches whole pages, up to several times its own size)
+RELEASE_BYTES = 4 * 2**20
+
+
+class PageReleasingArray:
+    """A memory-mapped array (``numpy.memmap``) that keeps its pages out of the resident set.
+
+    Every page of a file mapping that a process touches counts in its resident memory until
+    the kernel needs it back, so writing (or reading) a file larger than a memory budget through
+    a memmap makes the process *look* (and be accounted, e.g. by cgroups and schedulers) as
+    large as the file. This wrapper passes slice reads (as copies) and slice assignments to the
+    memmap and, every :data:`RELEASE_BYTES`, tells the kernel it may drop the mapped pages
+    (``madvise(MADV_DONTNEED)``; for a shared file mapping the data stays in the file and the
+    page cache, nothing is lost).
+    """
+
+    def __init__(self, mapped: np.memmap, release_bytes: int = RELEASE_BYTES):
+        self._mapped = mapped
+        self._release_bytes = int(release_bytes)
+        self._since = 0
+
+    shape = property(lambda self: self._mapped.shape)
+    dtype = property(lambda self: self._mapped.dtype)
+    ndim = property(lambda self: self._mapped.ndim)
+    size = property(lambda self: self._mapped.size)
+
+    def __len__(self) -> int:
+        return len(self._mapped)
+
+    def _count(self, nbytes: int) -> None:
+        self._since += int(nbytes)
+        if self._since >= self._release_bytes:
+            self.release()
+
+    def release(self) -> None:
+        """Drop the mapped pages from the resident set now."""
+        self._since = 0
+        handle = getattr(self._mapped, "_mmap", None)
+        if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)
+
+    def __getitem__(self, key):
+        block = np.array(self._mapped[key])
+        self._count(block.nbytes)
+        return block
+
+    def __setitem__(self, key, value) -> None:
+        self._mapped[key] = value
+        self._count(np.asarray(value).nbytes if np.ndim(value) else self._mapped[key].nbytes)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._mapped, dtype=dtype)
+
+    def flush(self) -> None:
+        self._mapped.flush()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lucyd.errors import FileFormatError, InputError
+from lucyd.io._arrays import PageReleasingArray
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import AXES_BY_NDIM, ImageMetadata
 from lucyd.io.npy import read_npy, read_npy_metadata, write_sidecar
@@ -258,10 +259,12 @@ def open_writer(
 
     * ``.zarr`` / ``.ome.zarr``: a ``zarr.Array`` (level "0" of an OME-Zarr image). Parallel
       writers are safe when each writes whole, distinct chunks: align tiles to ``chunks``.
-    * ``.tif`` / ``.ome.tif``: a ``numpy.memmap`` onto the uncompressed pixel data of the TIFF
-      (created by ``tifffile.memmap``). ImageJ files: float dtypes are stored as float32;
-      integer dtypes other than uint8/uint16 are refused.
-    * ``.npy``: a ``numpy.memmap`` (``np.lib.format.open_memmap``) plus the JSON sidecar.
+    * ``.tif`` / ``.ome.tif``: a :class:`~lucyd.io._arrays.PageReleasingArray` over a
+      ``numpy.memmap`` of the uncompressed pixel data of the TIFF (created by
+      ``tifffile.memmap``); it keeps written pages out of the process's resident memory.
+      ImageJ files: float dtypes are stored as float32; integer dtypes other than
+      uint8/uint16 are refused.
+    * ``.npy``: the same over ``np.lib.format.open_memmap``, plus the JSON sidecar.
 
     Unwritten regions read as 0.
 
@@ -302,21 +305,18 @@ def open_writer(
     with atomic_path(path) as tmp:
         if fmt == "zarr":
             yield create_omezarr(tmp, shape, dtype, meta, chunks)
-        elif fmt == "npy":
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-            try:
-                yield out
-                out.flush()
-            finally:
-                del out
         else:
-            kind = "imagej" if fmt == "tiff" else "ome"
-            out = create_tiff_memmap(tmp, shape, dtype, meta, kind, path)
+            if fmt == "npy":
+                mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            else:
+                kind = "imagej" if fmt == "tiff" else "ome"
+                mapped = create_tiff_memmap(tmp, shape, dtype, meta, kind, path)
+            out = PageReleasingArray(mapped)
             try:
                 yield out
                 out.flush()
             finally:
-                del out
+                del out, mapped
     if fmt == "npy":
         write_sidecar(path, meta)
 
