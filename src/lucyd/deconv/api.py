@@ -557,7 +557,6 @@ def deconvolve_file(
     """
     from lucyd.deconv.config import DeconvConfig
     from lucyd.io import image_info, open_writer, read_image, write_image
-
     from lucyd.io._arrays import PageReleasingArray
 
     input_path, output_path = Path(input_path), Path(output_path)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import Any
-
-import mmap
 
 import numpy as np
 
@@ -248,3 +247,43 @@ class PageReleasingArray:
 
     def flush(self) -> None:
         self._mapped.flush()
+
+
+class GuardedReads:
+    """A lazy array whose reads turn a damaged file's decoding errors into FileFormatError.
+
+    A lazy reader (zarr, tifffile's zarr store) decodes chunks only when they are indexed, so a
+    corrupted chunk fails in the middle of a job with whatever its codec raises
+    (``RuntimeError: Zstd decompression error``, found by fuzzing). Indexing goes through
+    :meth:`__getitem__`, which names the file instead; every other attribute (``shape``,
+    ``dtype``, ``chunks``, ...) is the wrapped array's. ``wrapped`` is the array itself.
+    """
+
+    def __init__(self, wrapped: Any, path: Any, description: str):
+        self.wrapped = wrapped
+        self._path = path
+        self._description = description
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("wrapped", "_path", "_description"):
+            raise AttributeError(name)
+        return getattr(self.wrapped, name)
+
+    def __len__(self) -> int:
+        return len(self.wrapped)
+
+    def __getitem__(self, key):
+        from lucyd.errors import FileFormatError, LucydError
+
+        try:
+            return self.wrapped[key]
+        except (LucydError, IndexError, TypeError, MemoryError):
+            raise  # lucyd's own errors and a wrong index are not the file's fault
+        except Exception as exc:  # noqa: BLE001 - codecs fail in many ways
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise FileFormatError(
+                f"{self._path}: damaged {self._description} data ({detail})"
+            ) from None
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[...], dtype=dtype)
