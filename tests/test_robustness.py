@@ -474,3 +474,251 @@ def test_writer_pages_do_not_stay_resident(tmp_path):
         grown = resident() - before
     assert grown < 16 * 2**20, f"{grown / 2**20:.0f} MiB of written pages stayed resident"
     assert np.load(tmp_path / "big.npy", mmap_mode="r")[63, 5, 5] == 63
+
+
+# ------------------------------------------------------------------ the bad-input table
+#
+# One row per case: (id, what is wrong, command line, exit status, text the output must contain).
+# In the command line, {name} is a file of the ``bad_files`` fixture (``{out}``: a fresh output
+# path). docs/sections/90_robustness.md lists the same cases with the message each gets
+# (``python tests/test_robustness.py`` prints that table).
+
+BAD_INPUTS = [
+    # deconvolve: files
+    ("deconv-missing-input", "input file does not exist",
+     "deconvolve {missing} --psf {psf} -o {out}", 2, "no such file"),
+    ("deconv-missing-psf", "PSF file does not exist",
+     "deconvolve {image} --psf {missing} -o {out}", 2, "no such file"),
+    ("deconv-output-is-input", "output path is the input",
+     "deconvolve {image} --psf {psf} -o {image}", 2, "is the input"),
+    ("deconv-output-is-psf", "output path is the PSF",
+     "deconvolve {image} --psf {psf} -o {psf}", 2, "is the input"),
+    ("deconv-output-link-to-input", "output is a symbolic link to the input",
+     "deconvolve {image} --psf {psf} -o {link}", 2, "is the input"),
+    ("deconv-output-under-a-file", "output folder is a file",
+     "deconvolve {image} --psf {psf} -o {textfile}/o.tif", 2, "cannot be created"),
+    ("deconv-output-extension", "output extension not supported (.png)",
+     "deconvolve {image} --psf {psf} -o {dir}/o.png", 2, "unsupported file extension"),
+    ("deconv-empty-file", "input is an empty .tif file",
+     "deconvolve {empty} --psf {psf} -o {out}", 2, "not a readable TIFF"),
+    ("deconv-text-as-tif", "input is a text file named .tif",
+     "deconvolve {textfile} --psf {psf} -o {out}", 2, "not a readable TIFF"),
+    ("deconv-truncated-tif", "input TIFF cut in half",
+     "deconvolve {truncated} --psf {psf} -o {out}", 2, "truncated"),
+    ("deconv-4d", "input has channels (4D)",
+     "deconvolve {four_d} --psf {psf} -o {out}", 2, "more axes than supported"),
+    ("deconv-rgb", "small volume stored as RGB",
+     "deconvolve {rgb} --psf {psf} -o {out}", 2, "stored as an RGB image"),
+    # deconvolve: data
+    ("deconv-nan", "one NaN voxel in the image",
+     "deconvolve {nan} --psf {psf} -o {out}", 2, "1 non-finite value"),
+    ("deconv-inf", "one Inf voxel in the image",
+     "deconvolve {inf} --psf {psf} -o {out}", 2, "1 non-finite value"),
+    ("deconv-psf-nan", "NaN in the PSF",
+     "deconvolve {image} --psf {psf_nan} -o {out}", 2, "non-finite"),
+    ("deconv-psf-zero", "PSF all zeros",
+     "deconvolve {image} --psf {psf_zero} -o {out}", 2, "all zeros"),
+    ("deconv-psf-negative", "PSF with negative values",
+     "deconvolve {image} --psf {psf_negative} -o {out}", 2, "negative values"),
+    ("deconv-psf-2d", "2D PSF for a 3D image",
+     "deconvolve {image} --psf {psf_2d} -o {out}", 2, "dimensions"),
+    ("deconv-negative-mean", "image mean below zero (background over-subtracted)",
+     "deconvolve {negative} --psf {psf} -o {out}", 2, "not above the background"),
+    ("deconv-off-centre-psf", "PSF peak 2-3 voxels off centre",
+     "deconvolve {image} --psf {psf_off} -o {out} -n 2", 0, "warning: psf: its main lobe"),
+    ("deconv-uncalibrated-image", "calibrated PSF, image without voxel size",
+     "deconvolve {bare} --psf {psf} -o {out} -n 2", 0, "has none"),
+    # deconvolve: options
+    ("deconv-iterations-0", "--iterations 0",
+     "deconvolve {image} --psf {psf} -o {out} -n 0", 2, "--iterations"),
+    ("deconv-iterations-huge", "--iterations 1000000000",
+     "deconvolve {image} --psf {psf} -o {out} -n 1000000000", 2, "1 to 100,000"),
+    ("deconv-tv-nan", "--tv nan",
+     "deconvolve {image} --psf {psf} -o {out} --tv nan", 2, "must be a finite number"),
+    ("deconv-tv-large", "--tv 1.5",
+     "deconvolve {image} --psf {psf} -o {out} --tv 1.5", 2, "tv"),
+    ("deconv-tol-negative", "--tol -1",
+     "deconvolve {image} --psf {psf} -o {out} --tol -1", 2, "tol"),
+    ("deconv-back-projector", "unknown --back-projector",
+     "deconvolve {image} --psf {psf} -o {out} --back-projector foo", 2, "--back-projector"),
+    ("deconv-boundary", "unknown --boundary",
+     "deconvolve {image} --psf {psf} -o {out} --boundary foo", 2, "--boundary"),
+    ("deconv-acceleration", "unknown --acceleration",
+     "deconvolve {image} --psf {psf} -o {out} --acceleration foo", 2, "--acceleration"),
+    ("deconv-max-memory-text", "--max-memory abc",
+     "deconvolve {image} --psf {psf} -o {out} --max-memory abc", 2, "cannot parse"),
+    ("deconv-max-memory-tiny", "--max-memory 1kB",
+     "deconvolve {image} --psf {psf} -o {out} --max-memory 1kB", 2, "too small"),
+    ("deconv-voxel-zero", "--voxel-size 0,1,1",
+     "deconvolve {image} --psf {psf} -o {out} --voxel-size 0,1,1", 2, "positive"),
+    ("deconv-voxel-text", "--voxel-size a,b",
+     "deconvolve {image} --psf {psf} -o {out} --voxel-size a,b", 2, "numbers"),
+    ("deconv-start", "--start foo",
+     "deconvolve {image} --psf {psf} -o {out} --start foo", 2, "--start"),
+    # info
+    ("info-missing", "file does not exist", "info {missing}", 2, "no such file"),
+    ("info-folder", "a folder that is not a zarr store", "info {dir}", 2, "zarr"),
+    ("info-extension", "unknown extension (.png)", "info {png}", 2, "unsupported file extension"),
+    ("info-truncated-npy", ".npy cut short", "info {truncated_npy}", 2, "not a readable .npy"),
+    # psf
+    ("psf-huge", "--shape 2001,2001,2001",
+     "psf --shape 2001,2001,2001 --voxel-size 0.1 --na 1.3 --wavelength 0.5 -o {out}", 2,
+     "of memory"),
+    ("psf-even", "--shape 4,4,4 (even)",
+     "psf --shape 4,4,4 --voxel-size 0.1 --na 1.3 --wavelength 0.5 -o {out}", 2, "odd"),
+    ("psf-na", "--na 2 (above the immersion index)",
+     "psf --shape 5,9,9 --voxel-size 0.1 --na 2 --wavelength 0.5 -o {out}", 2, "na"),
+    ("psf-nanometres", "--wavelength 520 (nm, not µm)",
+     "psf --shape 5,9,9 --voxel-size 0.1 --na 1.3 --wavelength 520 -o {out}", 2, "micrometres"),
+    ("psf-no-voxel", "model PSF without --voxel-size",
+     "psf --shape 5,9,9 --na 1.3 --wavelength 0.5 -o {out}", 2, "--voxel-size"),
+    ("psf-beads-over-input", "--from-beads output over the bead image",
+     "psf --from-beads {image} -o {image}", 2, "is the input"),
+    # predict
+    ("predict-missing-model", "model folder does not exist",
+     "predict {missing} {image2d} -o {out}", 2, "missing"),
+    ("predict-output-is-input", "output path is the input",
+     "predict {model} {image2d} -o {image2d}", 2, "is the input"),
+    ("predict-nan", "one NaN voxel", "predict {model} {nan2d} -o {out}", 2, "1 non-finite value"),
+    ("predict-voxel-mismatch", "image voxel size 4x smaller than the model's",
+     "predict {model} {fine2d} -o {out}", 0, "warning:"),
+    ("predict-wrong-ndim", "3D image for a 2D model", "predict {model} {image} -o {out}", 2,
+     "restores 2D images"),
+    # other commands
+    ("synth-tiny-shape", "synth --shape 2,2,2", "synth --shape 2,2,2 -o {outdir}", 2, "shape"),
+    ("synth-negative-photons", "synth --photons -1", "synth --photons -1 -o {outdir}", 2,
+     "photons"),
+    ("evaluate-shapes", "prediction and ground truth differ in shape",
+     "evaluate {image} {image2d}", 2, "shape"),
+    ("isotropic-2d", "2D input for isotropic restoration", "isotropic {image2d} -o {out}", 2,
+     "needs a 3D"),
+    ("isotropic-no-voxel", "no voxel size and no --z-factor", "isotropic {bare} -o {out}", 2,
+     "--z-factor"),
+    ("train-missing-data", "--data folder does not exist", "train --data {missing} -o {outdir}",
+     2, "missing"),
+    ("version", "lucyd --version", "--version", 0, "."),
+    ("unknown-command", "lucyd frobnicate", "frobnicate", 2, "No such command"),
+]
+
+
+def _bad_files(root: Path) -> dict[str, Path]:
+    """The files the cases refer to (small; written once per module)."""
+    import tifffile
+
+    vox = ImageMetadata("ZYX", (0.3, 0.13, 0.13))
+    image = _blob()
+    psf = _blob((7, 9, 9), sigma=1.2, background=0.0)
+    files = {"dir": root, "missing": root / "missing.tif"}
+
+    def put(name, data, meta=vox):
+        files[name] = write_image(root / name.replace("_", "-"), data, meta)
+
+    put("image.tif", image)
+    put("psf.tif", psf)
+    put("bare.tif", image, None)
+    nan, inf = image.copy(), image.copy()
+    nan[3, 4, 5], inf[3, 4, 5] = np.nan, np.inf
+    put("nan.tif", nan)
+    put("inf.tif", inf)
+    put("negative.tif", image - np.float32(image.mean() + 5))
+    psf_nan = psf.copy()
+    psf_nan[0, 0, 0] = np.nan
+    put("psf_nan.npy", psf_nan)
+    put("psf_zero.tif", np.zeros_like(psf))
+    put("psf_negative.tif", psf - np.float32(0.5 * psf.max()))
+    put("psf_2d.tif", psf[3], ImageMetadata("YX", (0.13, 0.13)))
+    put("psf_off.tif", _blob((11, 15, 15), centre=(7, 10, 10), sigma=1.2, background=0.0))
+    image2d = _blob((48, 48), value=200.0, background=10.0)
+    put("image2d.tif", image2d, ImageMetadata("YX", (0.13, 0.13)))
+    put("fine2d.tif", image2d, ImageMetadata("YX", (0.03, 0.03)))
+    nan2d = image2d.copy()
+    nan2d[5, 7] = np.nan
+    put("nan2d.tif", nan2d, ImageMetadata("YX", (0.13, 0.13)))
+    (root / "empty.tif").write_bytes(b"")
+    (root / "text.tif").write_text("not an image\n")
+    (root / "image.png").write_bytes(b"\x89PNG\r\n")
+    whole = files["image.tif"].read_bytes()
+    (root / "truncated.tif").write_bytes(whole[: len(whole) // 2])
+    npy = write_image(root / "whole.npy", image).read_bytes()
+    (root / "truncated.npy").write_bytes(npy[: len(npy) // 2])
+    tifffile.imwrite(root / "four-d.tif", np.ones((2, 3, 8, 8), np.float32), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    tifffile.imwrite(root / "rgb.tif", np.ones((2, 3, 3), np.float32), photometric="rgb")
+    (root / "link.tif").symlink_to(files["image.tif"])
+    for name in ("empty", "text", "truncated", "rgb", "link"):
+        files[name if name != "text" else "textfile"] = root / f"{name}.tif"
+    files["png"] = root / "image.png"
+    files["truncated_npy"] = root / "truncated.npy"
+    files["four_d"] = root / "four-d.tif"
+    return {key.removesuffix(".tif").removesuffix(".npy"): value for key, value in files.items()}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, model2d):
+    files = _bad_files(tmp_path_factory.mktemp("bad"))
+    files["model"] = model2d
+    return files
+
+
+def _argv(template: str, files: dict, out_dir: Path) -> list[str]:
+    values = {k: str(v) for k, v in files.items()}
+    values["out"] = str(out_dir / "out.tif")
+    values["outdir"] = str(out_dir / "out-folder")
+    return template.format(**values).split()
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_gets_a_clear_answer(case, bad_files, tmp_path):
+    _, _, template, status, expected = case
+    result = cli(*_argv(template, bad_files, tmp_path))
+    assert result.exit_code == status, result.output
+    assert expected in result.output, result.output
+    assert "Traceback" not in result.output and not (
+        result.exception and not isinstance(result.exception, SystemExit))
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == (1 if status == 2 and expected != "No such command" else 0)
+    if status != 0:  # nothing written
+        assert not (tmp_path / "out.tif").exists()
+
+
+def test_readme_table_lists_every_case():
+    table = (REPO / "docs" / "sections" / "90_robustness.md").read_text()
+    missing = [case[0] for case in BAD_INPUTS if f"`{case[0]}`" not in table]
+    assert not missing, f"docs/sections/90_robustness.md lacks {missing}"
+
+
+def markdown_table(root: Path) -> str:
+    """The README table: each case with the first line it prints (run from a scratch folder)."""
+    from lucyd.train import TrainConfig, train
+
+    files = _bad_files(root / "files")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        gt = _blob((48, 48), centre=rng.uniform(10, 38, 2), value=200.0, background=10.0)
+        meta = ImageMetadata("YX", (0.13, 0.13))
+        write_image(root / "data" / "raw" / f"{i}.tif", rng.poisson(gt).astype(np.float32), meta)
+        write_image(root / "data" / "gt" / f"{i}.tif", gt, meta)
+    files["model"] = train(TrainConfig.build(model="rln", patch=(16, 16), batch=2, steps=2,
+                                             val_interval=2, val_patches=2, device="cpu"),
+                           root / "data", root / "model")
+    rows = ["| case | what is wrong | exit | what lucyd says |", "|---|---|---|---|"]
+    for i, (name, what, template, status, _) in enumerate(BAD_INPUTS):
+        out = root / f"run{i}"
+        out.mkdir()
+        result = cli(*_argv(template, files, out))
+        lines = [ln for ln in result.output.splitlines()
+                 if ln.startswith(("error:", "warning:")) or status == 0 and ln and i == len(BAD_INPUTS) - 2]
+        if not lines:
+            lines = [ln.strip(" │╭╰─") for ln in result.output.splitlines() if "No such" in ln]
+        said = lines[0] if lines else result.output.strip().splitlines()[-1]
+        said = said.replace(str(root), "…").replace("|", "\\|")
+        rows.append(f"| `{name}` | {what} | {result.exit_code} | {said} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
+    with tempfile.TemporaryDirectory() as scratch:
+        print(markdown_table(Path(scratch)))
