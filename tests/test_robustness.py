@@ -722,3 +722,16 @@ if __name__ == "__main__":
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
     with tempfile.TemporaryDirectory() as scratch:
         print(markdown_table(Path(scratch)))
+
+
+def test_folder_outputs_may_exist(tmp_path):
+    """Model folders and data sets are folders: an existing one is fine (resume, overwrite)."""
+    from lucyd.io.outputs import check_output_path
+
+    (tmp_path / "model").mkdir()
+    check_output_path(tmp_path / "model", [tmp_path / "data"], folder=True)
+    with pytest.raises(FileFormatError, match="is a folder"):
+        check_output_path(tmp_path / "model", [])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileFormatError, match="is a file"):
+        check_output_path(tmp_path / "file", [], folder=True)

@@ -54,7 +54,7 @@ def isotropic_command(
 
     check_output_path(output, [input, axial_psf, model_dir])
     if model_dir is not None:
-        check_output_path(model_dir, [input, axial_psf], name="--model-dir")
+        check_output_path(model_dir, [input, axial_psf], name="--model-dir", folder=True)
     image, meta = read_image(input)
     image = np.asarray(image)
     if image.ndim != 3:

@@ -93,7 +93,7 @@ def synth(
         raise InputError(f"--psf: file not found: {psf}")
     from lucyd.io.outputs import check_output_path, same_or_inside
 
-    check_output_path(output, [psf])
+    check_output_path(output, [psf], folder=True)
     if psf is not None and same_or_inside(output / "psf.tif", psf):
         raise InputError(f"--output: {output} would overwrite the PSF {psf} (it writes psf.tif there)")
     out = make_dataset(config, output, workers=workers, overwrite=overwrite, device=device)

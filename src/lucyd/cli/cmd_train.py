@@ -62,7 +62,7 @@ def train_cmd(
     from lucyd.io.outputs import check_output_path
     from lucyd.train import TrainConfig, train
 
-    check_output_path(output, [data])
+    check_output_path(output, [data], folder=True)
 
     kwargs = {}
     if net_kwargs:

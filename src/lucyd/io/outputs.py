@@ -56,6 +56,7 @@ def check_output_path(
     *,
     expected_bytes: int | float | None = None,
     name: str = "--output",
+    folder: bool | None = None,
 ) -> Path:
     """Refuse an output that would overwrite an input, cannot be written, or would not fit.
 
@@ -66,7 +67,8 @@ def check_output_path(
     2. the nearest existing folder above ``output`` is a folder in which a file can be created
        (a probe file is created and removed there, so permissions, read-only file systems and
        immutable folders are all caught);
-    3. an existing ``output`` is of the same kind (a folder for ``.zarr``, a file otherwise);
+    3. an existing ``output`` is of the expected kind (``folder``; by default a folder for
+       ``.zarr`` names and a file otherwise);
     4. with ``expected_bytes``, that the file system has that much free space plus
        :data:`DISK_MARGIN_BYTES` (the output is written beside itself, then renamed).
 
@@ -80,6 +82,8 @@ def check_output_path(
         Size of the output about to be written (e.g. ``4 * voxels`` for float32).
     name : str
         The option's name, used in messages.
+    folder : bool, optional
+        Whether the output is a folder (a model folder, a data set); default: by extension.
 
     Returns
     -------
@@ -100,22 +104,24 @@ def check_output_path(
                 f"{name}: {output} is the input {source}; writing it would destroy the input — "
                 "choose another output path"
             )
-    folder = _existing_ancestor(output)
-    if not folder.is_dir():
-        raise FileFormatError(f"{output}: cannot be created, {folder} is a file, not a folder")
+    parent = _existing_ancestor(output)
+    if not parent.is_dir():
+        raise FileFormatError(f"{output}: cannot be created, {parent} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".lucyd-write-test-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".lucyd-write-test-", dir=parent)
     except OSError as exc:
         raise FileFormatError(
-            f"{output}: cannot write in {folder} ({exc.strerror or exc}); choose another folder"
+            f"{output}: cannot write in {parent} ({exc.strerror or exc}); choose another folder"
         ) from None
     os.close(fd)
     os.unlink(probe)
-    is_folder_format = output.name.lower().rstrip("/").endswith(".zarr")
-    if output.exists() and output.is_dir() and not is_folder_format:
-        raise FileFormatError(f"{output}: is a folder; give a file name")
+    if folder is None:
+        folder = output.name.lower().rstrip("/").endswith(".zarr")
+    if output.exists() and output.is_dir() != folder:
+        kind = "a folder; give a file name" if output.is_dir() else "a file; give a folder"
+        raise FileFormatError(f"{output}: is {kind}")
     if expected_bytes is not None:
-        free = shutil.disk_usage(folder).free
+        free = shutil.disk_usage(parent).free
         need = float(expected_bytes) + DISK_MARGIN_BYTES
         if need > free:
             raise FileFormatError(
@@ -162,10 +168,13 @@ def remove_stale_partials(path: str | Path) -> list[Path]:
     if not path.parent.is_dir():
         return removed
     pattern = re.compile(rf"{re.escape(prefix)}(\d+)-[0-9a-f]{{8}}{re.escape(suffix)}")
-    for candidate in path.parent.iterdir():
-        match = pattern.fullmatch(candidate.name)
+    with os.scandir(path.parent) as entries:  # cheap prefix test first: folders may be large
+        names = [e.name for e in entries if e.name.startswith(prefix)]
+    for name in names:
+        match = pattern.fullmatch(name)
         if match is None or _pid_alive(int(match.group(1))):
             continue
+        candidate = path.parent / name
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)
         else:
