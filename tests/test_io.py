@@ -270,7 +270,7 @@ def test_foreign_ome_zarr_04_with_singleton_axes(tmp_path, rng):
     np.testing.assert_array_equal(image, data[0, 0].astype(np.float32))
     assert meta.voxel_size == pytest.approx((0.25, 0.1, 0.1))
     lazy, _ = read_image(path, lazy=True)
-    assert isinstance(lazy, LazyImage) and lazy.shape == (3, 4, 5) and lazy.dtype == np.float32
+    assert isinstance(lazy.wrapped, LazyImage) and lazy.shape == (3, 4, 5) and lazy.dtype == np.float32
     np.testing.assert_array_equal(lazy[1, :, -2:], data[0, 0, 1, :, -2:].astype(np.float32))
     # channels are refused
     _ngff04(tmp_path / "c.zarr", np.zeros((2, 3, 4)), "cyx", [1, 1, 1], [None, None, None])
@@ -287,7 +287,7 @@ def test_lazy_reading_slices_like_numpy(tmp_path, volume, ext):
     lazy, meta = read_image(path, lazy=True)
     assert type(lazy) is not np.ndarray  # not loaded
     if ext != "npy":
-        assert isinstance(lazy, zarr.Array)
+        assert isinstance(lazy.wrapped, zarr.Array)  # behind GuardedReads (damaged chunks)
     assert lazy.shape == volume.shape and lazy.dtype == np.float32
     assert meta.voxel_size == pytest.approx(VOXEL_3D)
     for key in [(1,), (slice(1, 4), slice(2, 9), 3), (Ellipsis, slice(-3, None)), (-1, 0)]:

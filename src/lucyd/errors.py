@@ -17,3 +17,8 @@ class InputError(LucydError, ValueError):
 
 class FileFormatError(LucydError, OSError):
     """A file that is missing, unreadable, truncated or of an unsupported kind."""
+
+
+class LucydWarning(UserWarning):
+    """Something the user should know that does not stop the job (e.g. voxel sizes that
+    disagree); the CLI prints it as one ``warning: ...`` line."""

@@ -125,6 +125,102 @@ def as_voxel_size(voxel_size, ndim: int, name: str = "voxel_size") -> tuple[floa
     return tuple(float(v) for v in values)
 
 
+#: relative difference of voxel sizes (per axis) above which lucyd warns that they disagree
+VOXEL_SIZE_TOLERANCE = 0.1
+
+
+def voxel_size_mismatch(expected, actual, *, expected_name: str, actual_name: str,
+                        tolerance: float = VOXEL_SIZE_TOLERANCE) -> str | None:
+    """A one-line warning when two voxel sizes (µm) differ by more than ``tolerance`` (relative,
+    on any axis) or only one of them is known; None when they agree or neither is known.
+
+    Examples
+    --------
+    >>> voxel_size_mismatch((0.3, 0.13, 0.13), (0.3, 0.13, 0.135), expected_name="model",
+    ...                     actual_name="image") is None
+    True
+    """
+    if expected is None and actual is None:
+        return None
+    if expected is None or actual is None:
+        known, name = (expected, expected_name) if actual is None else (actual, actual_name)
+        missing = actual_name if actual is None else expected_name
+        return (f"{name} has voxel size {tuple(float(v) for v in known)} µm but {missing} has none; "
+                "assuming they match — give the voxel size (e.g. --voxel-size) to be sure")
+    a = np.asarray(expected, dtype=float)[-len(actual):]
+    b = np.asarray(actual, dtype=float)[-len(a):]
+    worst = float(np.max(np.abs(b - a) / np.maximum(np.abs(a), 1e-12)))
+    if worst <= tolerance:
+        return None
+    return (f"{actual_name} voxel size {tuple(float(v) for v in b)} µm differs from {expected_name} "
+            f"{tuple(float(v) for v in a)} µm by up to {100 * worst:.0f} % (tolerance "
+            f"{100 * tolerance:.0f} %); results may be wrong — resample the image first")
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GB``-style size (powers of 1000)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give a new allocation now (Linux ``MemAvailable``), or the
+    physical memory elsewhere; None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+#: allocations above this size get their own memory mapping (returned to the system when freed)
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_memory() -> bool:
+    """Make the C allocator give large freed blocks back to the system at once (glibc only).
+
+    glibc raises its mmap threshold dynamically up to 32 MB after a large block is freed, so
+    later blocks of that size come from the heap and stay resident after they are freed: a
+    job that runs block after block then grows by one block's arrays each time (measured: a
+    deconvolution tile modelled at 213 MB peaked at 187 MB once and at 400 MB by the third
+    tile). Fixing the threshold (``mallopt(M_MMAP_THRESHOLD, 1 MiB)``) stops this; the cost
+    is one ``mmap`` per large allocation. Returns True when the setting was applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD_BYTES))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def check_memory(need: float, what: str, hint: str = "") -> None:
+    """InputError when ``need`` bytes exceed :func:`available_memory`, naming both amounts.
+
+    Called before a large allocation so that a job that cannot fit is refused in a second
+    instead of being killed by the operating system minutes later.
+    """
+    free = available_memory()
+    if free is not None and need > free:
+        raise InputError(
+            f"{what}: needs about {format_bytes(need)} of memory but only {format_bytes(free)} "
+            f"is available{'; ' + hint if hint else ''}"
+        )
+
+
 def as_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
               requirement: str | None = None) -> float:
     """A finite float, at least ``minimum`` (above it with ``strict``), or InputError naming ``name``.

@@ -9,8 +9,6 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
-from lucyd.io import image_info, read_image
-from lucyd.io.api import image_stats
 
 
 def _number(value: float) -> str:
@@ -31,6 +29,9 @@ def info(
 
     The statistics are computed block by block, so large zarr/TIFF files are never loaded whole.
     """
+    from lucyd.io import image_info, read_image  # here, so that `lucyd --help` stays fast
+    from lucyd.io.api import image_stats
+
     details = image_info(path)
     data, _ = read_image(path, lazy=True)
     stats = image_stats(data)

@@ -38,6 +38,7 @@ def isotropic_command(
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Restore INPUT to isotropic resolution: train on its own lateral planes, predict XZ and YZ,
     fuse (Weigert et al. 2018). OUTPUT has round(nz*F) planes and voxel size (dz/F, dy, dx)."""
@@ -49,6 +50,11 @@ def isotropic_command(
 
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
+    from lucyd.io.outputs import check_output_path
+
+    check_output_path(output, [input, axial_psf, model_dir])
+    if model_dir is not None:
+        check_output_path(model_dir, [input, axial_psf], name="--model-dir", folder=True)
     image, meta = read_image(input)
     image = np.asarray(image)
     if image.ndim != 3:
@@ -60,6 +66,8 @@ def isotropic_command(
         if vs is None:
             raise InputError("--z-factor: required (the input has no voxel size to derive dz/dx)")
         z_factor = float(vs[0]) / float(vs[2])
+    check_output_path(output, [input, axial_psf, model_dir],
+                      expected_bytes=4 * image.size * max(1.0, z_factor))
     psf = None
     if axial_psf is not None:
         if not axial_psf.exists():
@@ -77,7 +85,12 @@ def isotropic_command(
                             model_dir=model_dir)
     out_vs = isotropic_voxel_size(vs, z_factor)
     write_image(output, out, ImageMetadata("ZYX", out_vs))
-    if not quiet:
+    seconds = time.perf_counter() - t0
+    if json_output:
         typer.echo(json.dumps({"output": str(output), "shape": list(out.shape),
                                "voxel_size": list(out_vs) if out_vs else None,
-                               "z_factor": z_factor, "seconds": round(time.perf_counter() - t0, 1)}))
+                               "z_factor": z_factor, "seconds": round(seconds, 1)}))
+    elif not quiet:
+        size = " x ".join(f"{v:.4g}" for v in out_vs) + " µm" if out_vs else "unknown voxel size"
+        typer.echo(f"wrote {output}: shape {' x '.join(str(n) for n in out.shape)}, {size} "
+                   f"(z-factor {z_factor:.4g}, {network}, {steps} steps, {seconds:.1f} s)")

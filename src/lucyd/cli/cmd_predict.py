@@ -42,7 +42,20 @@ def predict_cmd(
     held in memory) the uncertainty maps are written beside OUTPUT. Do not use restored images
     for intensity quantification (Weigert et al. 2018).
     """
+    import math
     import warnings
+
+    from lucyd.errors import LucydWarning
+    from lucyd.io import image_info, read_image
+    from lucyd.io.api import require_finite
+    from lucyd.io.outputs import check_output_path
+    from lucyd.validation import voxel_size_mismatch
+
+    if not input.exists():
+        raise InputError(f"{input}: no such file or folder")
+    details = image_info(input)
+    voxels = math.prod(details.shape)
+    check_output_path(output, [model, input], expected_bytes=4 * voxels * (4 if uncertainty else 1))
 
     from lucyd.train import IncompleteModelWarning, predict_file
     from lucyd.train.ensemble import Ensemble, load_any
@@ -56,6 +69,12 @@ def predict_cmd(
         if not getattr(member, "complete", True):
             typer.echo(f"warning: {member.card.incomplete_message(member.path)}", err=True)
             member._warned = True
+    require_finite(read_image(input, lazy=True)[0], str(input))
+    mismatch = voxel_size_mismatch(getattr(m, "voxel_size", None), details.metadata.voxel_size,
+                                   expected_name=f"the model's training data ({model})",
+                                   actual_name=f"the image ({input})")
+    if mismatch:
+        warnings.warn(mismatch, LucydWarning, stacklevel=1)
     tile_shape = parse_int_tuple(tile, "--tile") if tile else None
     ov = None
     if overlap:

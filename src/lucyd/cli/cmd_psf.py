@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ def psf_command(
     ),
     na: float = typer.Option(None, "--na", help="Numerical aperture."),
     wavelength: float = typer.Option(None, "--wavelength", help="Emission wavelength, µm."),
-    ni: float = typer.Option(1.515, "--ni", help="Immersion refractive index."),
+    ni: float = typer.Option(
+        None, "--ni", help="Immersion refractive index (default 1.515, oil: every model's default)."
+    ),
     ns: float = typer.Option(None, "--ns", help="Sample index (gibson-lanni, vectorial)."),
     ng: float = typer.Option(None, "--ng", help="Coverslip index (gibson-lanni, vectorial)."),
     ni0: float = typer.Option(None, "--ni0", help="Design immersion index."),
@@ -71,8 +74,12 @@ def psf_command(
     """
     from lucyd import psf as psf_lib
     from lucyd.io import ImageMetadata, read_image, write_image
+    from lucyd.io.outputs import check_output_path
+    from lucyd.psf.models import DEFAULT_NI
 
+    ni = DEFAULT_NI if ni is None else ni
     shape_t = parse_int_tuple(shape, "--shape") if shape is not None else None
+    check_output_path(output, [from_beads], expected_bytes=4 * math.prod(shape_t or (1,)))
     voxel_t = parse_float_tuple(voxel_size, "--voxel-size") if voxel_size is not None else None
 
     if from_beads is not None:

@@ -43,7 +43,7 @@ def synth(
     psf_model: str | None = typer.Option(None, help="PSF model instead of a file, e.g. born-wolf."),
     na: float | None = typer.Option(None, help="Numerical aperture (with --psf-model)."),
     wavelength: float | None = typer.Option(None, help="Emission wavelength in µm."),
-    ni: float | None = typer.Option(None, help="Immersion refractive index."),
+    ni: float | None = typer.Option(None, help="Immersion refractive index (default 1.515, oil)."),
     voxel_size: str | None = typer.Option(
         None, help="Voxel size in µm, z,y,x (default: the PSF file's, else 0.1)."),
     psf_shape: str | None = typer.Option(None, help="Model PSF shape, e.g. 31,63,63."),
@@ -91,5 +91,10 @@ def synth(
     )
     if psf is not None and not psf.exists():
         raise InputError(f"--psf: file not found: {psf}")
+    from lucyd.io.outputs import check_output_path, same_or_inside
+
+    check_output_path(output, [psf], folder=True)
+    if psf is not None and same_or_inside(output / "psf.tif", psf):
+        raise InputError(f"--output: {output} would overwrite the PSF {psf} (it writes psf.tif there)")
     out = make_dataset(config, output, workers=workers, overwrite=overwrite, device=device)
     typer.echo(f"wrote {config.n} {config.kind}/{config.task} pairs to {out}")

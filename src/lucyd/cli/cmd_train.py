@@ -85,8 +85,11 @@ def train_cmd(
     OUTPUT receives config.json, model.json, best.pt, last.pt, log.jsonl and loss.png; with
     --ensemble K, one such folder per member (Lakshminarayanan et al. 2017).
     """
+    from lucyd.io.outputs import check_output_path
     from lucyd.train import TrainConfig, train
     from lucyd.train.card import ModelCard
+
+    check_output_path(output, [data], folder=True)
 
     kwargs = {}
     if net_kwargs:

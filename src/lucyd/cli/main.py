@@ -20,8 +20,9 @@ from lucyd.cli import (  # noqa: F401  (each module registers its commands on ``
 from lucyd.cli.app import app
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the lucyd version and exit.", is_eager=True),
 ) -> None:
     """lucyd: physics-informed restoration of fluorescence microscopy images."""
@@ -30,6 +31,9 @@ def _root(
 
         typer.echo(lucyd.__version__)
         raise typer.Exit()
+    if ctx.invoked_subcommand is None:  # bare `lucyd`: the help, as before, exit 2
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,17 @@ from lucyd.deconv.backprojectors import (
     back_projector as build_back_projector,
 )
 from lucyd.deconv.engine import ACCELERATIONS, Stats, estimate_memory, run_rl
-from lucyd.deconv.psfprep import crop_psf_for_job, resample_psf
-from lucyd.errors import InputError
-from lucyd.validation import as_image, as_psf, as_voxel_size
+from lucyd.deconv.psfprep import centre_psf, crop_psf_for_job, psf_offset, resample_psf
+from lucyd.errors import InputError, LucydWarning
+from lucyd.io.outputs import check_output_path
+from lucyd.validation import (
+    as_image,
+    as_psf,
+    as_voxel_size,
+    check_memory,
+    return_freed_memory,
+    voxel_size_mismatch,
+)
 
 _UNITS = {
     "": 1,
@@ -61,51 +70,157 @@ def parse_memory(value) -> int | None:
     return result
 
 
+#: iteration counts above this are refused: RL and its accelerated variants settle within a few
+#: thousand iterations; use ``tol`` to stop earlier
+MAX_ITERATIONS = 100_000
+
+
+def check_iterations(iterations) -> int:
+    """``iterations`` as an int in [1, :data:`MAX_ITERATIONS`], or InputError."""
+    if (
+        isinstance(iterations, bool)
+        or not isinstance(iterations, (int, np.integer))
+        or not 1 <= iterations <= MAX_ITERATIONS
+    ):
+        raise InputError(
+            f"iterations: must be an integer from 1 to {MAX_ITERATIONS:,}, got {iterations!r} "
+            "(use tol to stop early)"
+        )
+    return int(iterations)
+
+
+_ITERATION_COST: dict[str, float] = {}
+
+
+def _iteration_seconds_per_unit(device) -> float:
+    """Seconds per ``N·log2(N)`` (N job voxels) of one RL iteration on ``device``, measured once
+    on a 56×120×120 job (about 0.1 s on a 2-core CPU)."""
+    import time
+
+    from lucyd.deconv.engine import Stats
+
+    key = str(device)
+    if key not in _ITERATION_COST:
+        image = np.ones((48, 112, 112), np.float32)
+        psf = np.full((9, 9, 9), 1 / 729, np.float32)
+        stats = Stats(background=0.0, floor=1e-6, start_value=1.0, tiny=1e-6)
+        kw = dict(boundary="non-circulant", stats=stats, start="mean", device=device,
+                  progress=False)
+        run_rl(image, psf, None, iterations=1, **kw)  # warm-up (FFT plans)
+        t0 = time.perf_counter()
+        run_rl(image, psf, None, iterations=3, **kw)
+        n = 56 * 120 * 120
+        _ITERATION_COST[key] = (time.perf_counter() - t0) / 3 / (n * math.log2(n))
+    return _ITERATION_COST[key]
+
+
+def estimate_deconvolution(
+    image_shape,
+    psf_shape,
+    *,
+    iterations: int = 20,
+    boundary: str = "non-circulant",
+    back_projector: str = "flipped",
+    acceleration=None,
+    tv: float = 0.0,
+    max_memory=None,
+    device="cpu",
+) -> dict[str, Any]:
+    """Peak memory and a rough running time of a deconvolution, before running it.
+
+    Returns
+    -------
+    dict
+        ``job_shape``; ``memory_bytes``: the whole-image job's peak
+        (:func:`lucyd.deconv.estimate_memory`) or, when that exceeds ``max_memory``, the
+        budget the blocks are sized to; ``blocked``; ``seconds``: iterations × the time of one
+        classic RL iteration, measured once on ``device`` on a small job and scaled by N·log2 N
+        (blocked jobs × 1.5 for the halos) — a rough figure (factor ~2), not a promise.
+    """
+    from lucyd.deconv.engine import job_plan
+    from lucyd.device import resolve_device
+
+    image_shape = tuple(int(n) for n in image_shape)
+    psf_shape = tuple(min(int(k), 2 * n - 1) for k, n in zip(psf_shape, image_shape, strict=True))
+    psf_shape = tuple(k + 1 - k % 2 for k in psf_shape)
+    need = estimate_memory(image_shape, psf_shape, boundary=boundary, back_projector=back_projector,
+                           acceleration=acceleration, tv=tv)
+    budget = parse_memory(max_memory)
+    blocked = budget is not None and need > budget
+    job = job_plan(image_shape, psf_shape, boundary).job_shape
+    n = math.prod(job)
+    per_iteration = _iteration_seconds_per_unit(resolve_device(device)) * n * math.log2(max(n, 2))
+    seconds = check_iterations(iterations) * per_iteration * (1.5 if blocked else 1.0)
+    return {"job_shape": job, "memory_bytes": budget if blocked else need, "blocked": blocked,
+            "seconds": seconds}
+
+
 def _check_choice(value, choices, name):
     if value not in choices:
         shown = ", ".join(str(c) for c in choices)
         raise InputError(f"{name}: unknown value {value!r}; use one of {shown}")
 
 
-def estimate_background(image) -> float:
+#: voxels of the strided subsample on which "auto" background is estimated for lazy images
+BACKGROUND_SAMPLE = 20_000_000
+
+
+def estimate_background(image, sample: int = BACKGROUND_SAMPLE) -> float:
     """Constant background for ``background="auto"``.
 
     The 0.1th percentile of the image after a 3-voxel box filter (robust to single dark
-    voxels). For lazy (out-of-core) images it is computed on a strided subsample.
+    voxels). For lazy (out-of-core) images it is computed on a strided subsample of about
+    ``sample`` voxels (it then holds ~ 12 bytes per sampled voxel).
     """
     from scipy import ndimage
 
     arr = image
     if not isinstance(arr, np.ndarray):
-        step = max(1, int(round((math.prod(arr.shape) / 2e7) ** (1 / len(arr.shape)))))
+        step = max(1, int(math.ceil((math.prod(arr.shape) / sample) ** (1 / len(arr.shape)))))
         arr = np.asarray(arr[tuple(slice(None, None, step) for _ in arr.shape)])
     arr = np.asarray(arr, dtype=np.float32)
     return float(np.percentile(ndimage.uniform_filter(arr, 3), 0.1))
 
 
-def image_stats_for(image, background, offset: float, floor) -> Stats:
-    """Image-wide constants (background, floor, flat start), shared by all blocks of a job."""
+def image_stats_for(image, background, offset: float, floor, budget: int | None = None) -> Stats:
+    """Image-wide constants (background, floor, flat start), shared by all blocks of a job.
+
+    Lazy images are streamed along the first axis in slabs of at most ``budget / 8`` bytes
+    (float32; 80 MB without a budget), so that this pass stays within a memory budget.
+    """
+    slab_voxels = (budget // 8 if budget else 80_000_000) // 4
     if isinstance(image, np.ndarray):
         mean, vmin = float(image.mean(dtype=np.float64)), float(image.min())
     else:  # lazy: stream along the first axis
         total, count, vmin = 0.0, 0, math.inf
-        step = max(1, int(2e7 // max(1, math.prod(image.shape[1:]))))
+        step = max(1, int(slab_voxels // max(1, math.prod(image.shape[1:]))))
         for z in range(0, image.shape[0], step):
-            block = np.asarray(image[z : z + step], dtype=np.float64)
-            total += float(block.sum())
+            block = np.asarray(image[z : z + step], dtype=np.float32)
+            total += float(block.sum(dtype=np.float64))
             count += block.size
             vmin = min(vmin, float(block.min()))
+            del block
         mean = total / count
     mean += offset
     vmin += offset
     if isinstance(background, str):
         if background != "auto":
             raise InputError(f"background: use a number or 'auto', got {background!r}")
-        b = estimate_background(image) + offset
+        sample = BACKGROUND_SAMPLE if budget is None else min(BACKGROUND_SAMPLE, budget // 96)
+        b = estimate_background(image, max(sample, 4096)) + offset
     else:
         b = float(background)
         if not math.isfinite(b):
             raise InputError(f"background: must be finite, got {background!r}")
+    if not mean - b > 0:
+        # RL models non-negative photon counts: an image at or below its background (typically
+        # over-subtracted) has no signal to restore and would converge to a constant
+        hint = f"--offset {-vmin + offset:.4g} (= -minimum)" if vmin < 0 else "a smaller --background"
+        raise InputError(
+            f"image: its mean ({mean:.4g}) is not above the background ({b:.4g}); "
+            "Richardson-Lucy needs non-negative counts — if the background was subtracted, add "
+            f"it back, e.g. {hint} (the offset is kept in the output)"
+        )
     scale = max(abs(mean - b), 1e-6)
     tiny = 1e-6 * scale
     if floor is None:
@@ -120,8 +235,11 @@ def image_stats_for(image, background, offset: float, floor) -> Stats:
     return Stats(background=b, floor=fl, start_value=start_value, tiny=tiny)
 
 
-def prepare_psf(psf, ndim: int, voxel_size=None, psf_voxel_size=None) -> np.ndarray:
-    """Validate, resample to the image grid if voxel sizes differ, make odd, normalise."""
+def prepare_psf(psf, ndim: int, voxel_size=None, psf_voxel_size=None, *,
+                centre: bool = True) -> np.ndarray:
+    """Validate, resample to the image grid if voxel sizes differ, make odd, centre the main
+    lobe on the array centre (:func:`lucyd.deconv.psfprep.centre_psf`; ``centre=False`` keeps
+    the PSF where it is), normalise."""
     p = as_psf(psf, image_ndim=ndim)
     if psf_voxel_size is not None and voxel_size is not None:
         p = resample_psf(
@@ -130,6 +248,8 @@ def prepare_psf(psf, ndim: int, voxel_size=None, psf_voxel_size=None) -> np.ndar
             as_voxel_size(voxel_size, ndim, "voxel_size"),
         )
     p = make_odd(p)
+    if centre:
+        p, _ = centre_psf(p)
     return (p / p.sum(dtype=np.float64)).astype(np.float32)
 
 
@@ -169,6 +289,7 @@ def deconvolve(
     floor: float | str | None = "auto",
     offset: float = 0.0,
     overlap: Sequence[int] | int | None = None,
+    centre_psf: bool = True,
     out=None,
     cluster=None,
 ) -> np.ndarray:
@@ -227,6 +348,11 @@ def deconvolve(
         result equals the whole-image one to ~1e-5; a budget too small for that halo warns
         and names the budget that would do) with image-wide start/floor/background. The
         budget bounds the memory of one block's job, i.e. of each worker.
+        The budget covers everything the job allocates (job arrays, blocks, the input pages a
+        block touches; image-wide statistics are streamed in slabs of budget/8): the process's
+        peak resident memory stays below the budget plus the runtime's fixed cost (measured on
+        CPU for 256 MB–2 GB, ``benchmarks/bench_memory.py``). Without a budget, a job larger
+        than the available memory is refused.
     callback : callable, optional
         ``callback(iteration, estimate)`` after each iteration (``estimate`` a float32 copy of
         the observed region); returning True stops. Not called in blocked mode.
@@ -254,6 +380,12 @@ def deconvolve(
     overlap : int or sequence of int, optional
         Accepted for compatibility and ignored: blocks are now cropped to disjoint kept
         regions with a sufficient halo, not blended.
+    centre_psf : bool
+        Move the PSF's main lobe (centroid of the voxels above half its peak, whole voxels) onto
+        the array centre before use (default). The centre voxel ``k // 2`` is the origin of the
+        convolution, so a measured PSF whose bead sat off-centre would otherwise shift the
+        whole result by the same number of voxels. ``deconvolve_file`` records the offset it
+        found in the job's record (``psf_offset_voxels``). False: use the PSF as given.
     out : array-like, optional
         Destination (numpy array, memmap, zarr array, :func:`lucyd.io.open_writer`) written
         block by block in blocked mode; returned instead of a new array. ``image`` may then be
@@ -318,12 +450,7 @@ def deconvolve(
     else:
         y = as_image(image, name="image")
         ndim = y.ndim
-    if (
-        isinstance(iterations, bool)
-        or not isinstance(iterations, (int, np.integer))
-        or iterations < 1
-    ):
-        raise InputError(f"iterations: must be an integer >= 1, got {iterations!r}")
+    check_iterations(iterations)
     if isinstance(back_projector, str):
         _check_choice(back_projector, BACK_PROJECTORS, "back_projector")
     elif not hasattr(back_projector, "shape"):
@@ -344,9 +471,11 @@ def deconvolve(
         check_cluster_spec(cluster)
         if budget is None:
             raise InputError("cluster: needs max_memory (the memory of one block, per worker)")
+    if budget is not None:
+        return_freed_memory()  # else freed job arrays stay resident and the budget drifts
     dev = resolve_device(device)
 
-    p = prepare_psf(psf, ndim, voxel_size, psf_voxel_size)
+    p = prepare_psf(psf, ndim, voxel_size, psf_voxel_size, centre=bool(centre_psf))
     if boundary != "circulant":
         p = make_odd(crop_psf_for_job(p, y.shape))
     bp = None
@@ -362,7 +491,7 @@ def deconvolve(
         if bp.ndim != ndim:
             raise InputError(f"back_projector: has {bp.ndim} dimensions, the image {ndim}")
 
-    stats = image_stats_for(y, background, float(offset), floor)
+    stats = image_stats_for(y, background, float(offset), floor, budget=budget)
     kind = back_projector if isinstance(back_projector, str) else "array"
     need = estimate_memory(
         y.shape,
@@ -383,6 +512,9 @@ def deconvolve(
         tol=tol,
         device=dev,
     )
+    if budget is None:
+        check_memory(need, f"image of shape {tuple(y.shape)}",
+                     "give max_memory (--max-memory) to deconvolve it block by block")
     if budget is not None and need > budget:
         from lucyd.deconv.blocked import deconvolve_blocked
 
@@ -434,6 +566,9 @@ def deconvolve_file(
     the input is carried to the output. ``psf`` is an array or a path (its voxel size,
     if stored, is used as ``psf_voxel_size`` unless given).
 
+    A PSF whose main lobe is off the array centre is centred (``centre_psf=True``, the default)
+    and the offset found is recorded as ``psf_offset_voxels`` (z, y, x).
+
     A :class:`~lucyd.deconv.config.DeconvConfig` with every parameter is saved as
     ``<output>.deconv.json`` (or ``config_path``).
 
@@ -443,27 +578,63 @@ def deconvolve_file(
         ``output_path``.
     """
     from lucyd.deconv.config import DeconvConfig
-    from lucyd.io import open_writer, read_image, write_image
+    from lucyd.io import image_info, open_writer, read_image, write_image
+    from lucyd.io._arrays import PageReleasingArray
     from lucyd.io.api import format_from_path
 
     cluster = kwargs.pop("cluster", None)  # where blocks run: not a parameter of the result
     input_path, output_path = Path(input_path), Path(output_path)
     image, meta = read_image(input_path, lazy=True)
-    psf_path = None
-    if isinstance(psf, (str, Path)):
-        psf_path = Path(psf)
+    if isinstance(image, np.memmap):  # .npy: read blocks without keeping their pages resident
+        image = PageReleasingArray(image)
+    psf_path = Path(psf) if isinstance(psf, (str, Path)) else None
+    check_iterations(kwargs.get("iterations", 20))
+    if kwargs.get("max_memory") is None:  # refuse before loading what cannot be processed
+        psf_shape = image_info(psf_path).shape if psf_path else np.shape(psf)
+        if len(psf_shape) == len(image.shape):
+            estimate = estimate_deconvolution(
+                image.shape, psf_shape, boundary=kwargs.get("boundary", "non-circulant"),
+                back_projector=kwargs.get("back_projector", "flipped"),
+                acceleration=kwargs.get("acceleration"), tv=kwargs.get("tv", 0.0))
+            check_memory(estimate["memory_bytes"], f"{input_path} (shape {tuple(image.shape)})",
+                         "give --max-memory to deconvolve it block by block")
+    record = Path(config_path or output_path.with_name(output_path.name + ".deconv.json"))
+    for path, size in ((output_path, 4 * math.prod(image.shape)), (record, None)):
+        check_output_path(path, [input_path, psf_path], expected_bytes=size)
+    if psf_path is not None:
         psf_arr, psf_meta = read_image(psf_path)
         if psf_voxel_size is None:
             psf_voxel_size = psf_meta.voxel_size
         psf = psf_arr
     if voxel_size is None:
         voxel_size = meta.voxel_size
+    if psf_path is not None and (voxel_size is None) != (psf_voxel_size is None):
+        # both known: the PSF is resampled onto the image grid; one known: nothing to compare
+        warnings.warn(
+            voxel_size_mismatch(psf_voxel_size, voxel_size, expected_name=f"the PSF ({psf_path})",
+                                actual_name=f"the image ({input_path})"),
+            LucydWarning,
+            stacklevel=2,
+        )
+    offset = None
+    if kwargs.get("centre_psf", True):
+        # what deconvolve() will move the PSF by: recorded so that the shift is not silent
+        ndim = len(image.shape)
+        offset = psf_offset(prepare_psf(psf, ndim, voxel_size, psf_voxel_size, centre=False))
+        if any(offset):
+            warnings.warn(
+                f"psf: its main lobe is {offset} voxels off the array centre; centred it so that "
+                "the result is not shifted (recorded as psf_offset_voxels; --no-centre-psf: as is)",
+                LucydWarning,
+                stacklevel=2,
+            )
     cfg = DeconvConfig.from_call(
         input=str(input_path),
         psf=str(psf_path) if psf_path else None,
         output=str(output_path),
         voxel_size=voxel_size,
         psf_voxel_size=psf_voxel_size,
+        psf_offset_voxels=offset,
         **kwargs,
     )
     run_kwargs = cfg.deconvolve_kwargs()
@@ -491,5 +662,5 @@ def deconvolve_file(
         data = np.asarray(image[...])
         result = deconvolve(data, psf, callback=callback, **run_kwargs)
         write_image(output_path, result, meta)
-    cfg.save(config_path or output_path.with_name(output_path.name + ".deconv.json"))
+    cfg.save(record)
     return output_path

@@ -154,6 +154,10 @@ def block_geometry(
 ):
     """Tile shape and halo for a memory budget (bytes); warns when the halo does not fit.
 
+    The memory of a tile is the job's (:func:`lucyd.deconv.estimate_memory`) plus the tile-sized
+    arrays of the tiling and the input rows a block read touches; measured peaks
+    (``benchmarks/bench_memory.py``) stayed within the budget on top of the runtime's fixed cost.
+
     Returns
     -------
     tile : tuple of int
@@ -175,7 +179,11 @@ def block_geometry(
             tv=tv,
             tol=tol,
         )
-        return job + 12 * math.prod(tile)  # block, result and its kept copy
+        # block, result and its kept copy: 3 tile-sized arrays
+        blocks = 12 * math.prod(tile)
+        # reading a block touches whole rows of the input (memory maps, TIFF strips)
+        rows = 4 * math.prod(tile[:-1]) * shape[-1]
+        return job + blocks + rows
 
     def fits(h, within=budget) -> tuple[int, ...] | None:
         """Largest tile with halo h in the budget, keeping at least a quarter of its size."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -40,11 +41,18 @@ class DeconvConfig(JobConfig):
     floor: float | Literal["auto"] | None = "auto"
     offset: float = 0.0
     overlap: tuple[int, ...] | int | None = None
+    centre_psf: bool = True
+    #: whole-voxel offset of the PSF's main lobe from its array centre, removed when centre_psf
+    psf_offset_voxels: tuple[int, ...] | None = None
 
     @classmethod
     def from_call(cls, **kwargs: Any) -> DeconvConfig:
         """Build from ``deconvolve``-style keyword arguments (unknown/runtime ones dropped)."""
         kwargs = {k: v for k, v in kwargs.items() if k in cls.model_fields}
+        for key, value in kwargs.items():  # before pydantic, whose NaN message misleads
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise InputError(f"{key}: must be a finite number, got {value!r}")
         for key in ("voxel_size", "psf_voxel_size", "wb_resolution", "overlap"):
             value = kwargs.get(key)
             if value is not None and not isinstance(value, (int, float)):
@@ -59,6 +67,6 @@ class DeconvConfig(JobConfig):
     def deconvolve_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`lucyd.deconv.deconvolve` (without files)."""
         data = self.model_dump()
-        for key in ("input", "psf", "output"):
+        for key in ("input", "psf", "output", "psf_offset_voxels"):
             data.pop(key)
         return data

@@ -45,6 +45,49 @@ def resample_psf(psf: np.ndarray, psf_voxel_size, voxel_size) -> np.ndarray:
     return (out / total).astype(np.float32)
 
 
+#: fraction of the peak above which voxels count as the PSF's main lobe (for its centre)
+LOBE_FRACTION = 0.5
+
+
+def psf_offset(psf: np.ndarray) -> tuple[int, ...]:
+    """Whole-voxel offset of a PSF's centre from the array centre (index ``k // 2`` per axis).
+
+    The centre is the intensity-weighted centroid of the main lobe (voxels at or above
+    :data:`LOBE_FRACTION` of the peak), rounded to whole voxels: robust to the noise of a
+    measured PSF, and exactly zero for a PSF that is symmetric about the array centre.
+    """
+    psf = np.asarray(psf, dtype=np.float64)
+    lobe = np.where(psf >= LOBE_FRACTION * psf.max(), psf, 0.0)
+    total = lobe.sum()
+    offsets = []
+    for axis, k in enumerate(psf.shape):
+        profile = lobe.sum(axis=tuple(a for a in range(psf.ndim) if a != axis))
+        centroid = float((profile * np.arange(k)).sum() / total)
+        offsets.append(int(np.round(centroid - k // 2)))
+    return tuple(offsets)
+
+
+def centre_psf(psf: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Move a PSF's centre (see :func:`psf_offset`) onto the array centre, losing nothing.
+
+    Deconvolution takes the voxel ``k // 2`` as the PSF's origin: a measured PSF whose bead sat
+    ``s`` voxels off that centre would shift the whole result by ``s`` voxels. The PSF is
+    zero-padded by ``2|s|`` on the side opposite to the offset (parity, and so oddness, kept).
+
+    Returns
+    -------
+    centred : numpy.ndarray
+        float32 PSF, same sum.
+    offset : tuple of int
+        The offset found (all zeros: the PSF is returned unchanged).
+    """
+    offset = psf_offset(psf)
+    if not any(offset):
+        return np.asarray(psf, dtype=np.float32), offset
+    pads = [(0, 2 * s) if s > 0 else (-2 * s, 0) for s in offset]
+    return np.pad(np.asarray(psf, dtype=np.float32), pads), offset
+
+
 def crop_psf_for_job(psf: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
     """Crop a PSF to at most ``2·n − 1`` per axis (larger parts cannot couple observed voxels).
 

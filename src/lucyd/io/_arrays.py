@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,18 @@ def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]
         kept[kept.index(extra[0])] = "Z"
         extra = ["Z"]
     described = ", ".join(f"{ax}={n}" for ax, n in zip(axes, shape, strict=True))
+    if extra == ["S"] and "Z" not in axes:
+        # RGB(A) samples: tifffile marks any array whose last axis has 3 or 4 entries as RGB
+        # unless told otherwise, so a small (z, y, x) volume can arrive here; a real RGB image
+        # cannot be told apart from it, so say both and how to fix it rather than guess
+        dims = dict(zip(axes, shape, strict=True))
+        raise FileFormatError(
+            f"{path}: stored as an RGB image ({dims['Y']} x {dims['X']} pixels, {dims['S']} "
+            "samples each); lucyd reads grey-level images. If it is a "
+            f"({dims['Y']}, {dims['X']}, {dims['S']}) (z, y, x) volume, write it with "
+            "photometric='minisblack' (tifffile), lucyd.io.write_image or as .npy; if it is "
+            "colour, split the channels into separate files"
+        )
     if any(ax != "Z" for ax in extra) or len(extra) > 1:
         raise FileFormatError(
             f"{path}: more axes than supported ({described}); lucyd reads 2D (y, x) and 3D "
@@ -176,3 +189,101 @@ def adapt(source: Any, index: tuple, lazy: bool) -> Any:
         return LazyImage(source, index, dtype)
     data = np.asarray(source[index])
     return np.ascontiguousarray(data.astype(dtype, copy=False))
+
+
+#: bytes read or written through a :class:`PageReleasingArray` between two releases (a block
+#: narrower than the array touches whole pages, up to several times its own size)
+RELEASE_BYTES = 4 * 2**20
+
+
+class PageReleasingArray:
+    """A memory-mapped array (``numpy.memmap``) that keeps its pages out of the resident set.
+
+    Every page of a file mapping that a process touches counts in its resident memory until
+    the kernel needs it back, so writing (or reading) a file larger than a memory budget through
+    a memmap makes the process *look* (and be accounted, e.g. by cgroups and schedulers) as
+    large as the file. This wrapper passes slice reads (as copies) and slice assignments to the
+    memmap and, every :data:`RELEASE_BYTES`, tells the kernel it may drop the mapped pages
+    (``madvise(MADV_DONTNEED)``; for a shared file mapping the data stays in the file and the
+    page cache, nothing is lost).
+    """
+
+    def __init__(self, mapped: np.memmap, release_bytes: int = RELEASE_BYTES):
+        self._mapped = mapped
+        self._release_bytes = int(release_bytes)
+        self._since = 0
+
+    shape = property(lambda self: self._mapped.shape)
+    dtype = property(lambda self: self._mapped.dtype)
+    ndim = property(lambda self: self._mapped.ndim)
+    size = property(lambda self: self._mapped.size)
+
+    def __len__(self) -> int:
+        return len(self._mapped)
+
+    def _count(self, nbytes: int) -> None:
+        self._since += int(nbytes)
+        if self._since >= self._release_bytes:
+            self.release()
+
+    def release(self) -> None:
+        """Drop the mapped pages from the resident set now."""
+        self._since = 0
+        handle = getattr(self._mapped, "_mmap", None)
+        if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)
+
+    def __getitem__(self, key):
+        block = np.array(self._mapped[key])
+        self._count(block.nbytes)
+        return block
+
+    def __setitem__(self, key, value) -> None:
+        self._mapped[key] = value
+        self._count(np.asarray(value).nbytes if np.ndim(value) else self._mapped[key].nbytes)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._mapped, dtype=dtype)
+
+    def flush(self) -> None:
+        self._mapped.flush()
+
+
+class GuardedReads:
+    """A lazy array whose reads turn a damaged file's decoding errors into FileFormatError.
+
+    A lazy reader (zarr, tifffile's zarr store) decodes chunks only when they are indexed, so a
+    corrupted chunk fails in the middle of a job with whatever its codec raises
+    (``RuntimeError: Zstd decompression error``, found by fuzzing). Indexing goes through
+    :meth:`__getitem__`, which names the file instead; every other attribute (``shape``,
+    ``dtype``, ``chunks``, ...) is the wrapped array's. ``wrapped`` is the array itself.
+    """
+
+    def __init__(self, wrapped: Any, path: Any, description: str):
+        self.wrapped = wrapped
+        self._path = path
+        self._description = description
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("wrapped", "_path", "_description"):
+            raise AttributeError(name)
+        return getattr(self.wrapped, name)
+
+    def __len__(self) -> int:
+        return len(self.wrapped)
+
+    def __getitem__(self, key):
+        from lucyd.errors import FileFormatError, LucydError
+
+        try:
+            return self.wrapped[key]
+        except (LucydError, IndexError, TypeError, MemoryError):
+            raise  # lucyd's own errors and a wrong index are not the file's fault
+        except Exception as exc:  # noqa: BLE001 - codecs fail in many ways
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise FileFormatError(
+                f"{self._path}: damaged {self._description} data ({detail})"
+            ) from None
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[...], dtype=dtype)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from lucyd.errors import FileFormatError, InputError
+from lucyd.errors import FileFormatError, InputError, LucydError
+from lucyd.io._arrays import GuardedReads, PageReleasingArray
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import AXES_BY_NDIM, ImageMetadata
 from lucyd.io.npy import read_npy, read_npy_metadata, write_sidecar
@@ -84,6 +85,35 @@ def _format_for_reading(path: Path) -> str:
         raise
 
 
+_FORMAT_NAMES = {"tiff": "TIFF", "ome-tiff": "OME-TIFF", "zarr": "Zarr", "npy": "NumPy .npy"}
+
+
+@contextmanager
+def _unreadable_as_format_error(path: Path, fmt: str) -> Iterator[None]:
+    """Any failure of a third-party reader on a damaged file becomes one FileFormatError line.
+
+    tifffile, zarr, numcodecs and numpy raise many kinds of exception on truncated or corrupted
+    files (ValueError, KeyError, struct.error, IndexError, UnicodeDecodeError, ...); found by
+    fuzzing (tests/test_fuzz_readers.py). lucyd's own errors pass through unchanged.
+    """
+    try:
+        yield
+    except LucydError:
+        raise
+    except MemoryError:
+        raise FileFormatError(
+            f"{path}: damaged {_FORMAT_NAMES[fmt]} file (its header asks for more memory than "
+            "there is)"
+        ) from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        raise FileFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - third-party readers fail in many ways
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise FileFormatError(
+            f"{path}: not a readable {_FORMAT_NAMES[fmt]} file (damaged or truncated: {detail})"
+        ) from None
+
+
 def _reader(fmt: str):
     return {"tiff": read_tiff, "ome-tiff": read_tiff, "zarr": read_omezarr, "npy": read_npy}[fmt]
 
@@ -100,7 +130,9 @@ def read_image(path: str | Path, *, lazy: bool = False) -> tuple[Any, ImageMetad
         that loads data only where it is indexed: a ``zarr.Array`` for OME-Zarr and for TIFF
         (via tifffile's zarr store), a memory map for ``.npy``, or a
         :class:`~lucyd.io._arrays.LazyImage` view when singleton axes are dropped or floats
-        converted. ``np.asarray(lazy[...])`` loads it.
+        converted; all but memory maps are wrapped in :class:`~lucyd.io._arrays.GuardedReads`
+        (``.wrapped`` is the array) so that a damaged chunk raises FileFormatError naming
+        ``path``. ``np.asarray(lazy[...])`` loads it.
 
     Returns
     -------
@@ -123,7 +155,12 @@ def read_image(path: str | Path, *, lazy: bool = False) -> tuple[Any, ImageMetad
     ('ZYX', (0.3, 0.13, 0.13))
     """
     path = Path(path)
-    return _reader(_format_for_reading(path))(path, lazy=lazy)
+    fmt = _format_for_reading(path)
+    with _unreadable_as_format_error(path, fmt):
+        data, meta = _reader(fmt)(path, lazy=lazy)
+    if lazy and not isinstance(data, np.ndarray):  # memory maps cannot fail to decode
+        data = GuardedReads(data, path, _FORMAT_NAMES[fmt])
+    return data, meta
 
 
 @dataclass(frozen=True)
@@ -148,7 +185,8 @@ def image_info(path: str | Path) -> ImageInfo:
         "zarr": read_omezarr_metadata,
         "npy": read_npy_metadata,
     }[fmt]
-    kind, shape, dtype, meta = reader(path)
+    with _unreadable_as_format_error(path, fmt):
+        kind, shape, dtype, meta = reader(path)
     out_dtype = np.dtype(np.float32) if dtype.kind == "f" else dtype
     return ImageInfo(path, kind, tuple(int(n) for n in shape), out_dtype, meta)
 
@@ -258,10 +296,12 @@ def open_writer(
 
     * ``.zarr`` / ``.ome.zarr``: a ``zarr.Array`` (level "0" of an OME-Zarr image). Parallel
       writers are safe when each writes whole, distinct chunks: align tiles to ``chunks``.
-    * ``.tif`` / ``.ome.tif``: a ``numpy.memmap`` onto the uncompressed pixel data of the TIFF
-      (created by ``tifffile.memmap``). ImageJ files: float dtypes are stored as float32;
-      integer dtypes other than uint8/uint16 are refused.
-    * ``.npy``: a ``numpy.memmap`` (``np.lib.format.open_memmap``) plus the JSON sidecar.
+    * ``.tif`` / ``.ome.tif``: a :class:`~lucyd.io._arrays.PageReleasingArray` over a
+      ``numpy.memmap`` of the uncompressed pixel data of the TIFF (created by
+      ``tifffile.memmap``); it keeps written pages out of the process's resident memory.
+      ImageJ files: float dtypes are stored as float32; integer dtypes other than
+      uint8/uint16 are refused.
+    * ``.npy``: the same over ``np.lib.format.open_memmap``, plus the JSON sidecar.
 
     Unwritten regions read as 0.
 
@@ -302,23 +342,36 @@ def open_writer(
     with atomic_path(path) as tmp:
         if fmt == "zarr":
             yield create_omezarr(tmp, shape, dtype, meta, chunks)
-        elif fmt == "npy":
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-            try:
-                yield out
-                out.flush()
-            finally:
-                del out
         else:
-            kind = "imagej" if fmt == "tiff" else "ome"
-            out = create_tiff_memmap(tmp, shape, dtype, meta, kind, path)
+            if fmt == "npy":
+                mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            else:
+                kind = "imagej" if fmt == "tiff" else "ome"
+                mapped = create_tiff_memmap(tmp, shape, dtype, meta, kind, path)
+            out = PageReleasingArray(mapped)
             try:
                 yield out
                 out.flush()
             finally:
-                del out
+                del out, mapped
     if fmt == "npy":
         write_sidecar(path, meta)
+
+
+def require_finite(array: Any, name: str) -> dict[str, float | int]:
+    """:func:`image_stats` of ``array`` (read block by block), or InputError if it holds NaN/Inf.
+
+    For lazy inputs (zarr, memory maps) that never pass through
+    :func:`lucyd.validation.as_image`: one NaN would otherwise spread through a network or a
+    convolution and make the whole output NaN.
+    """
+    stats = image_stats(array)
+    if stats["nonfinite"]:
+        raise InputError(
+            f"{name}: contains {stats['nonfinite']} non-finite value(s) (NaN or Inf); "
+            "replace them (e.g. with the local background) first"
+        )
+    return stats
 
 
 def image_stats(array: Any, block_bytes: int = 64 * 2**20) -> dict[str, float | int]:

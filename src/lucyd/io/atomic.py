@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lucyd.errors import FileFormatError, LucydError
+from lucyd.io.outputs import partial_pattern, remove_stale_partials
+
 
 def temporary_sibling(path: str | Path) -> Path:
     """A unique hidden name in the same folder that keeps ``path``'s suffixes.
@@ -21,9 +24,8 @@ def temporary_sibling(path: str | Path) -> Path:
     (``.ome.tif``, ``.zarr``) work on the temporary name.
     """
     path = Path(path)
-    suffix = "".join(path.suffixes)
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    prefix, suffix = partial_pattern(path)
+    return path.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def _remove(path: Path) -> None:
@@ -52,8 +54,12 @@ def commit(tmp: Path, path: Path) -> None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write to; rename it onto ``path`` on success.
 
-    On any exception the temporary file (or folder) is removed and the exception
-    propagates; ``path`` itself is untouched.
+    On any exception (also ``KeyboardInterrupt`` and the ``SystemExit`` that lucyd's CLI raises on
+    SIGTERM) the temporary file (or folder) is removed and the exception propagates; ``path``
+    itself is untouched. Partials of ``path`` left by killed runs (SIGKILL, power loss) are
+    removed first (:func:`lucyd.io.outputs.remove_stale_partials`). An operating-system error while
+    writing becomes a :class:`~lucyd.errors.FileFormatError` that names ``path``, not the
+    temporary name.
 
     Examples
     --------
@@ -61,13 +67,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ...     tifffile.imwrite(tmp, data)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
+    remove_stale_partials(path)
     tmp = temporary_sibling(path)
     try:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to the temporary file for {path}")
         commit(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, LucydError):
+            raise FileFormatError(f"{path}: could not be written ({exc.strerror or exc})") from exc
         raise
