@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from lucyd.errors import InputError
-from lucyd.io import read_image, write_image
+from lucyd.io import image_info, read_image, write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import ImageMetadata
+from lucyd.io.outputs import check_output_path
 from lucyd.restore.pipeline import RestoreConfig, RestoreResult, restore
 
 
@@ -120,10 +121,12 @@ def restore_files(inputs: Sequence[str | Path], output: str | Path, *, psf=None,
     if (psf is None) == (optics is None):
         raise InputError("psf: give either a PSF file (--psf) or the optics (--na, --wavelength, --ni)")
     out_paths = _output_paths(in_paths, Path(output))
-    resolved_inputs = {p.resolve() for p in in_paths}
-    for o in out_paths:
-        if o.resolve() in resolved_inputs:
-            raise InputError(f"output: {o} is one of the inputs; choose another name")
+    sources = [*in_paths, psf if isinstance(psf, str | Path) else None]
+    if len(in_paths) > 1:
+        check_output_path(output, sources, folder=True)
+    for src, dst in zip(in_paths, out_paths, strict=True):
+        # before any training: an output over an input, an unwritable folder or a full disk
+        check_output_path(dst, sources, expected_bytes=4 * math.prod(image_info(src).shape))
     cfg = config or RestoreConfig()
     psf_voxel = None
     if isinstance(psf, str | Path):

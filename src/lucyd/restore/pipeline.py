@@ -290,6 +290,15 @@ def prepare_restore_model(psf: np.ndarray, calibration: Calibration, image_shape
     return info
 
 
+def _complete_model(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a model whose training finished (a cut-short one is retrained)."""
+    try:
+        info = json.loads((model_dir / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("training", {}).get("status") == "complete"
+
+
 def _override(calibration: Calibration, config: RestoreConfig) -> Calibration:
     from dataclasses import replace
 
@@ -349,7 +358,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     if need_network:
         key = model_key(p, model_cal, cfg)
         folder = cache_root(cfg.cache_dir) / key
-        if (folder / "restore.json").is_file() and (folder / "model" / "model.json").is_file():
+        if (folder / "restore.json").is_file() and _complete_model(folder / "model"):
             info = json.loads((folder / "restore.json").read_text())
             record["model"] = {"cache": str(folder), "reused": True}
         else:
