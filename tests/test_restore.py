@@ -188,3 +188,16 @@ def test_cli_restore_writes_record_and_voxel_size(tmp_path, one_thread):
     html = (tmp_path / "out.tif.html").read_text()
     assert "Physics self-check" in html and "data:image/png;base64," in html
     assert rec["model"]["complete"] is True
+
+
+def test_restore_warns_when_the_forward_model_cannot_explain_real_data(tmp_path, real_data):
+    """The resampled real bead (no shot-noise structure left) is not explained by RL at any count: said so."""
+    bead = read_image(real_data("widefield_bead", "bead.tif"))[0]
+    psf = read_image(real_data("widefield_bead", "psf_bead_63_centered.tif"))[0]
+    res = restore(bead, psf, method="rl", cache_dir=str(tmp_path), progress=False)
+    assert res.record["physics_check"]["rl"]["chi2"] > 2
+    assert "does not describe this image" in res.record["physics_check"]["model_warning"]
+    obj = phantom("granules", (96, 96), seed=3, background=2.0)
+    raw = camera_noise(convolve(obj, PSF2), photons=20.0, offset=10.0, seed=2)
+    good = restore(raw, PSF2, method="rl", cache_dir=str(tmp_path), progress=False)
+    assert "model_warning" not in good.record["physics_check"]

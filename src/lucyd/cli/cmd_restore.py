@@ -41,6 +41,9 @@ def _print_summary(paths, records) -> None:
         verdict = rec.get("physics_check", {}).get("verdict")
         if verdict:
             typer.echo(f"  physics check: {verdict}")
+        mismatch = rec.get("physics_check", {}).get("model_warning")
+        if mismatch:
+            typer.echo(f"  warning: {mismatch}")
 
 
 @app.command("restore")

@@ -57,6 +57,8 @@ RECIPE_VERSION = 1
 MAX_RL_ITERATIONS = 80
 
 Method = Literal["auto", "network", "rl"]
+#: RL's voxel χ² above which the forward model itself (PSF, noise) is said not to fit the data
+MODEL_MISMATCH_CHI2 = 2.0
 
 
 class RestoreConfig(JobConfig):
@@ -383,6 +385,11 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     fidelity = {name: data_fidelity(est, raw_e, p, read_noise_e=noise.read_noise_e)
                 for name, est in candidates.items()}
     record["physics_check"] = {name: f.as_dict() for name, f in fidelity.items()}
+    if fidelity["rl"].chi2 > MODEL_MISMATCH_CHI2:
+        record["physics_check"]["model_warning"] = (
+            f"even Richardson–Lucy leaves residuals {fidelity['rl'].chi2:.3g}× the estimated noise variance: the "
+            "PSF or the noise estimate does not describe this image (measured PSF from other optics, processed "
+            "or resampled data?); no restoration can be checked against it")
     chosen = "rl"
     if "network" in candidates:
         worse, why = compare_fidelity(fidelity["network"], fidelity["rl"], tolerance=cfg.tolerance)
