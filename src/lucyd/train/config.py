@@ -124,6 +124,10 @@ class TrainConfig(JobConfig):
     norm_percentiles : (float, float) or None
         Percentiles (p_lo, p_hi) of the per-image normalisation ``(v − p_lo)/(p_hi − p_lo)``
         of input and target (RLN: 0.01, 99.5).
+    target_norm : {"percentile", "fit_to_input"}
+        ``percentile``: the target normalised with its own percentiles; ``fit_to_input``: the
+        target first fitted affinely to the input (least squares) and normalised with the
+        input's percentiles (pairs whose intensities were rescaled independently, e.g. W2S).
     clip_gt : bool
         Clip the normalised target at ≥ 0 (RLN).
     augment : bool or None
@@ -181,6 +185,7 @@ class TrainConfig(JobConfig):
     lr_decay_steps: int | None = Field(None, ge=1)
     loss: str | None = None
     norm_percentiles: tuple[float, float] | None = None
+    target_norm: Literal["percentile", "fit_to_input"] = "percentile"
     clip_gt: bool = True
     augment: bool | None = None
     patch_rejection: Rejection | None = None

@@ -75,12 +75,41 @@ class TrainImage:
         return tuple(s.stop - s.start for s in self.region)
 
 
-def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True) -> list[TrainImage]:
-    """Normalise every pair with its own percentiles (input and target separately)."""
+def fit_target_to_input(raw: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of the least-squares fit ``raw ≈ a · gt + b`` (float64).
+
+    For pairs whose intensities were rescaled independently (e.g. contrast-stretched 8-bit
+    files), ``a · gt + b`` is the target in the input's intensity scale: with zero-mean noise
+    in ``raw`` that is independent of ``gt``, regressing ``raw`` on the (nearly noise-free)
+    ``gt`` is unbiased. A constant target gives ``a = 0``, ``b = mean(raw)``.
+    """
+    g = np.asarray(gt, dtype=np.float64).ravel()
+    r = np.asarray(raw, dtype=np.float64).ravel()
+    gc = g - g.mean()
+    var = float(gc @ gc)
+    a = float(gc @ (r - r.mean())) / var if var > 0 else 0.0
+    return a, float(r.mean() - a * g.mean())
+
+
+def prepare_images(pairs, pmin: float, pmax: float, clip_gt: bool = True,
+                   target_norm: str = "percentile") -> list[TrainImage]:
+    """Normalise every pair with its own percentiles.
+
+    ``target_norm="percentile"``: input and target each with their own percentiles.
+    ``"fit_to_input"``: the target is first mapped affinely onto the input's intensity scale
+    (:func:`fit_target_to_input`) and then normalised with the *input's* percentiles, so that
+    input and target share one normalisation, as at prediction time (denoising pairs whose
+    files were contrast-stretched one by one, e.g. W2S).
+    """
     images = []
     for p in pairs:
         rlo, rhi = percentiles(p.raw, pmin, pmax)
-        glo, ghi = percentiles(p.gt, pmin, pmax)
+        if target_norm == "fit_to_input":
+            a, b = fit_target_to_input(p.raw, p.gt)
+            scale = a if a != 0 else 1.0
+            glo, ghi = (rlo - b) / scale, (rhi - b) / scale  # gt_n = (a·gt + b − rlo)/(rhi − rlo)
+        else:
+            glo, ghi = percentiles(p.gt, pmin, pmax)
         meta = getattr(p, "metadata", None)
         images.append(
             TrainImage(

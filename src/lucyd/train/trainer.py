@@ -339,7 +339,8 @@ def train(
     get_loss(cfg.loss)
     check_loss_patch(cfg.loss, cfg.patch)
     multiple = int(getattr(cls, "size_multiple", 1))
-    images = prepare_images(pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt)
+    images = prepare_images(pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt,
+                            target_norm=cfg.target_norm)
     del pairs
     check_patch(images, cfg.patch, multiple)
     train_imgs, val_imgs, split_info = split_validation(
@@ -416,6 +417,7 @@ def train(
             "method": "percentile",
             "percentiles": list(cfg.norm_percentiles),
             "clip_gt": cfg.clip_gt,
+            "target_norm": cfg.target_norm,
             "prediction": "input normalised with its own global percentiles; "
             "output mapped back as out * (p_hi - p_lo) + p_lo",
             "training_images": [
