@@ -130,6 +130,8 @@ def main(argv=None) -> int:
             if args.json:  # partial results survive an interrupted run
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps({"rows": rows, "partial": True}, indent=1))
+            if args.figure:
+                write_figure(crops, args.figure)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}),
                   flush=True)
     keys = ["raw", "gaussian", "oracle", *methods]
@@ -145,8 +147,6 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
-    if args.figure:
-        write_figure(crops, args.figure)
     return 0
 
 

@@ -249,3 +249,27 @@ def test_cli_denoise_gaussian_and_errors(tmp_path, rng):
         assert r.exit_code == 2, (args, r.output)
         assert message in r.output and "Traceback" not in r.output
         assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_cli_denoise_n2v_trains_on_the_inputs(tmp_path, rng, one_thread):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lucyd.cli.main import app
+    from lucyd.io import read_image
+
+    for name in ("a", "b"):
+        write_image(tmp_path / f"{name}.tif", rng.poisson(5.0, (72, 136)).astype(np.float32),
+                    ImageMetadata("YX", (0.2, 0.2)))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["denoise", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(out),
+                                 "--method", "n2v", "--steps", "2"])
+    assert r.exit_code == 0, r.output
+    for name in ("a", "b"):
+        res, meta = read_image(out / f"{name}_denoised.tif")
+        assert res.shape == (72, 136) and res.dtype == np.float32 and meta.voxel_size == pytest.approx((0.2, 0.2))
+        rec = json.loads((out / f"{name}_denoised.tif.denoise.json").read_text())
+        assert rec["method"] == "n2v" and rec["model"] == str((tmp_path / "out_n2v_model").resolve())
+    cfg = json.loads((tmp_path / "out_n2v_model" / "config.json").read_text())["config"]
+    assert cfg["loss"] == "n2v" and cfg["net_kwargs"]["residual"] is False
