@@ -56,8 +56,11 @@ def gaussian_scores(fields) -> dict[str, dict[float, float]]:
 
 
 def train_fold(method: str, data_dir: Path, pairs, test: str, work: Path, steps: int, seed: int,
-               overrides: dict):
-    """Train ``method`` on every pair but ``test``; return (model, CPU s per step, info)."""
+               overrides: dict, n2v_sees_test: bool = False):
+    """Train ``method`` on every pair but ``test``; return (model, CPU s per step, info).
+
+    ``n2v_sees_test``: N2V also trains on the held-out field's noisy input (never its target),
+    as a user would train it on the images to be denoised."""
     import torch
 
     from lucyd.denoise import denoise_config, pair_folder
@@ -66,7 +69,8 @@ def train_fold(method: str, data_dir: Path, pairs, test: str, work: Path, steps:
     folder = work / f"data_{method}_{test}"
     if method == "n2v":  # noisy inputs only: gt/ is the same noisy frame (the loss ignores it)
         pairs = {n: (r, r) for n, (r, _) in pairs.items()}
-    pair_folder(pairs, folder, exclude=[test], overwrite=True)
+    keep_test = method == "n2v" and n2v_sees_test
+    pair_folder(pairs, folder, exclude=[] if keep_test else [test], overwrite=True)
     cfg = denoise_config(method, steps=steps, seed=seed, **overrides)
     torch.manual_seed(seed)
     t0 = time.process_time()
@@ -85,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", default="all", help="comma-separated test fields, or all")
     ap.add_argument("--methods", default="care,n2v")
     ap.add_argument("--overrides", default="{}", help="JSON of TrainConfig fields (exploration)")
+    ap.add_argument("--n2v-sees-test", action="store_true",
+                    help="N2V also trains on the held-out field's noisy input (self-supervised use)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -116,7 +122,7 @@ def main(argv=None) -> int:
             for m in methods:
                 steps = args.n2v_steps if (m == "n2v" and args.n2v_steps) else args.steps
                 model, cpu_step, info = train_fold(m, args.data, pairs, test, Path(tmp), steps,
-                                                   args.seed, overrides)
+                                                   args.seed, overrides, args.n2v_sees_test)
                 pred = model.predict(raw, progress=False)
                 ev = evaluate(pred, gt)
                 row[m], row[f"{m}_ssim"] = ev["psnr"], ev["ssim"]
@@ -140,6 +146,7 @@ def main(argv=None) -> int:
     for m in methods:
         print(f"{m} - gaussian (train-chosen): {mean[m] - mean['gaussian']:+.2f} dB")
     result = {"steps": args.steps, "n2v_steps": args.n2v_steps or args.steps, "seed": args.seed,
+              "n2v_sees_test": args.n2v_sees_test,
               "overrides": overrides, "rows": rows,
               "mean": mean, "load_before": load_before, "load_after": os.getloadavg(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
