@@ -8,6 +8,7 @@ from lucyd.cli import (  # noqa: F401  (each module registers its commands on ``
     cmd_bench,
     cmd_deconvolve,
     cmd_demo,
+    cmd_denoise,
     cmd_evaluate,
     cmd_info,
     cmd_isotropic,

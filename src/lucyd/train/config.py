@@ -87,6 +87,10 @@ class TrainConfig(JobConfig):
         predictions keep the input's intensity scale and flux (the target must then be in the
         input's units, e.g. a synthetic object in photo-electrons whose blur is the raw's
         expectation).
+    target_norm : {"percentile", "fit_to_input"}
+        ``percentile``: the target normalised with its own percentiles; ``fit_to_input``: the
+        target first fitted affinely to the input (least squares) and normalised with the
+        input's percentiles (pairs whose intensities were rescaled independently, e.g. W2S).
     clip_gt : bool
         Clip the normalised target at ≥ 0 (RLN).
     target_scale : {"own", "input"}
@@ -154,6 +158,7 @@ class TrainConfig(JobConfig):
     loss: str | None = None
     norm_percentiles: tuple[float, float] | None = None
     target_scale: Literal["own", "input"] = "own"
+    target_norm: Literal["percentile", "fit_to_input"] = "percentile"
     clip_gt: bool = True
     target_scale: Literal["own", "input"] = "own"
     augment: bool | None = None

@@ -52,10 +52,33 @@ class TrainImage:
         return tuple(s.stop - s.start for s in self.region)
 
 
+def fit_target_to_input(raw: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of the least-squares fit ``raw ≈ a · gt + b`` (float64).
+
+    For pairs whose intensities were rescaled independently (e.g. contrast-stretched 8-bit
+    files), ``a · gt + b`` is the target in the input's intensity scale: with zero-mean noise
+    in ``raw`` that is independent of ``gt``, regressing ``raw`` on the (nearly noise-free)
+    ``gt`` is unbiased. A constant target gives ``a = 0``, ``b = mean(raw)``.
+    """
+    g = np.asarray(gt, dtype=np.float64).ravel()
+    r = np.asarray(raw, dtype=np.float64).ravel()
+    gc = g - g.mean()
+    var = float(gc @ gc)
+    a = float(gc @ (r - r.mean())) / var if var > 0 else 0.0
+    return a, float(r.mean() - a * g.mean())
+
+
 def prepare_images(
-    pairs, pmin: float, pmax: float, clip_gt: bool = True, target_scale: str = "own"
+    pairs, pmin: float, pmax: float, clip_gt: bool = True, target_scale: str = "own",
+    target_norm: str = "percentile",
 ) -> list[TrainImage]:
     """Normalise every pair with its own percentiles (input and target separately).
+
+    ``target_norm="fit_to_input"``: the target is first mapped affinely onto the input's
+    intensity scale (:func:`fit_target_to_input`) and then normalised with the *input's*
+    percentiles, so that input and target share one normalisation, as at prediction time
+    (denoising pairs whose files were contrast-stretched one by one, e.g. W2S); its recorded
+    range is the input's, so predictions come back in the input's scale.
 
     Each image gets its own :class:`lucyd.normalization.Normalizer`; the ratio of the target's to
     the input's scale is kept (``gt_range``, ``raw_range``) so that predictions can be mapped back
@@ -67,6 +90,12 @@ def prepare_images(
         gt_norm = Normalizer.fit(p.gt, (pmin, pmax))
         if target_scale == "input":
             gt_norm = Normalizer(gt_norm.lo, gt_norm.lo + raw_norm.scale)
+        gt_range = (gt_norm.lo, gt_norm.hi)
+        if target_norm == "fit_to_input":
+            a, b = fit_target_to_input(p.raw, p.gt)
+            a = a if a != 0 else 1.0
+            gt_norm = Normalizer((raw_norm.lo - b) / a, (raw_norm.hi - b) / a)
+            gt_range = (raw_norm.lo, raw_norm.hi)  # the fitted target is in the input's units
         meta = getattr(p, "metadata", None)
         images.append(
             TrainImage(
@@ -74,7 +103,7 @@ def prepare_images(
                 raw=raw_norm.apply(p.raw),
                 gt=gt_norm.apply(p.gt, clip=clip_gt),
                 raw_range=(raw_norm.lo, raw_norm.hi),
-                gt_range=(gt_norm.lo, gt_norm.hi),
+                gt_range=gt_range,
                 region=tuple(slice(0, n) for n in p.raw.shape),
                 voxel_size=getattr(meta, "voxel_size", None),
             )

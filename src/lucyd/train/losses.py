@@ -166,3 +166,20 @@ def ddn_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     mse = torch.mean((out - y) ** 2)
     ssim = _global_ssim(out, y)
     return mse - torch.log((1.0 + ssim) / 2.0) + 1.3 * torch.relu(-out.min()), out
+
+
+@register_loss("n2v")
+def n2v_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Noise2Void blind-spot loss (Krull et al., CVPR 2019; N2V2 replacement, Höck et al. 2022).
+
+    ~0.2 % of the pixels of each input patch are replaced by the median of their 5×5
+    neighbourhood without the centre (:func:`lucyd.n2v.blind_spot_mask`), and the squared error
+    of the network's output against the *original noisy input* is averaged over those pixels
+    only. ``y`` is not used for the loss (train on noisy images alone: ``gt/`` = ``raw/``); the
+    returned prediction is the network's output on the masked input.
+    """
+    from lucyd.n2v import blind_spot_mask, masked_loss
+
+    masked, mask = blind_spot_mask(x)
+    out = _single_channel(net(masked), "n2v")
+    return masked_loss(out, x, mask), out

@@ -392,7 +392,8 @@ def train(
     get_loss(cfg.loss)
     check_loss_patch(cfg.loss, cfg.patch)
     images = prepare_images(
-        pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt, target_scale=cfg.target_scale
+        pairs, *cfg.norm_percentiles, clip_gt=cfg.clip_gt, target_scale=cfg.target_scale,
+        target_norm=cfg.target_norm
     )
     del pairs
     if ndim == data_ndim:
