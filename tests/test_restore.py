@@ -201,3 +201,24 @@ def test_restore_warns_when_the_forward_model_cannot_explain_real_data(tmp_path,
     raw = camera_noise(convolve(obj, PSF2), photons=20.0, offset=10.0, seed=2)
     good = restore(raw, PSF2, method="rl", cache_dir=str(tmp_path), progress=False)
     assert "model_warning" not in good.record["physics_check"]
+
+
+def test_cli_deconvolve_wb_alpha_auto(tmp_path, one_thread):
+    """--wb-alpha auto picks an α from the calibration grid, records it and restores better than raw."""
+    from lucyd.metrics import evaluate
+    from lucyd.restore.pipeline import WB_ALPHA_GRID
+
+    obj = phantom("granules", (96, 96), seed=4, background=2.0)
+    raw = camera_noise(convolve(obj, PSF2), photons=10.0, offset=20.0, seed=1)
+    img, psf, out = tmp_path / "raw.tif", tmp_path / "psf.tif", tmp_path / "wb.tif"
+    write_image(img, raw)
+    write_image(psf, PSF2)
+    r = CliRunner().invoke(app, ["deconvolve", str(img), "--psf", str(psf), "-o", str(out), "-n", "2",
+                                 "--back-projector", "wiener-butterworth", "--wb-alpha", "auto", "--background", "20"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "wb.tif.deconv.json").read_text())["config"]
+    assert any(abs(rec["wb_alpha"] - a) < 1e-12 for a in WB_ALPHA_GRID)
+    assert evaluate(read_image(out)[0], obj)["psnr"] > evaluate(raw, obj)["psnr"]
+    bad = CliRunner().invoke(app, ["deconvolve", str(img), "--psf", str(psf), "-o", str(tmp_path / "x.tif"),
+                                   "--wb-alpha", "often"])
+    assert bad.exit_code == 2 and "--wb-alpha" in bad.output

@@ -71,7 +71,9 @@ def deconvolve_command(
         "--psf-voxel-size",
         help="PSF voxel size µm (default: PSF file); resampled if different.",
     ),
-    wb_alpha: float = typer.Option(0.05, "--wb-alpha", help="Wiener parameter alpha."),
+    wb_alpha: str = typer.Option("0.05", "--wb-alpha", help="Wiener parameter alpha, or 'auto': chosen on synthetic "
+                                 "data calibrated to the image's noise, brightness and density (lucyd restore's "
+                                 "calibration; about 10-20 s)."),
     wb_beta: float = typer.Option(1.0, "--wb-beta", help="Cutoff gain beta (1 = automatic)."),
     wb_order: int = typer.Option(10, "--wb-order", help="Butterworth order n."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -106,6 +108,14 @@ def deconvolve_command(
     if not psf.exists():
         raise InputError(f"{psf}: no such file or folder")
     start_value = _number_or_auto(start, "--start") if start not in ("mean", "image") else start
+    alpha = _number_or_auto(wb_alpha, "--wb-alpha")
+    if alpha == "auto":
+        from lucyd.io import read_image
+        from lucyd.restore.pipeline import calibrated_wb_alpha
+
+        alpha = calibrated_wb_alpha(read_image(input)[0], read_image(psf)[0])["alpha"]
+        if not quiet:
+            typer.echo(f"--wb-alpha auto: alpha = {alpha:.3g} (calibrated on matched synthetic data)")
     floor_value = _number_or_auto(floor, "--floor")
     kwargs = dict(
         iterations=iterations,
@@ -118,7 +128,7 @@ def deconvolve_command(
         start=start_value,
         floor=floor_value,
         offset=offset,
-        wb_alpha=wb_alpha,
+        wb_alpha=alpha,
         wb_beta=wb_beta,
         wb_order=wb_order,
         device=device,
