@@ -79,7 +79,7 @@ def case_data(name: str) -> dict | None:
     return {"raw": raw, "psf": psf, "gt": gt, "offset": cam["offset"]}
 
 
-def run_case(name: str, steps: int | None, cache: str) -> dict | None:
+def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0.5) -> dict | None:
     d = case_data(name)
     if d is None:
         print(f"{name}: skipped (real data not found under {REAL})")
@@ -95,8 +95,8 @@ def run_case(name: str, steps: int | None, cache: str) -> dict | None:
     deconvolve(raw_above, d["psf"], iterations=ORACLE_MAX, progress=False, callback=score)
     t0 = time.process_time()
     w0 = time.perf_counter()
-    res = restore(d["raw"], d["psf"], config=RestoreConfig(steps=steps, cache_dir=cache, threads=1, method="auto"),
-                  progress=False)
+    cfg = RestoreConfig(steps=steps, cache_dir=cache, threads=1, method="auto", specimen_share=specimen_share)
+    res = restore(d["raw"], d["psf"], config=cfg, progress=False)
     cpu = time.process_time() - t0
     wall = time.perf_counter() - w0
     row = {
@@ -149,6 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="dapi,w2s_044_0,w2s_077_2,w2s_099_0,real_dapi,real_bead")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--specimen-share", type=float, default=0.5)
     ap.add_argument("--cache", default="/tmp/lucyd-bench-restore-cache")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
@@ -156,7 +157,7 @@ def main() -> None:
     rows = []
     for name in args.cases.split(","):
         row = real_check(name, args.cache, args.steps) if name.startswith("real_") else run_case(
-            name, args.steps, args.cache)
+            name, args.steps, args.cache, args.specimen_share)
         if row:
             rows.append(row)
     out = Path(args.out)
