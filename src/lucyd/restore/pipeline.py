@@ -343,8 +343,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     InputError
         Non-finite image, bad PSF, an image too small to calibrate.
     """
-    cfg = (config or RestoreConfig()).model_copy(update=overrides) if overrides else (config or RestoreConfig())
-    cfg = RestoreConfig.build(**cfg.model_dump())
+    cfg = RestoreConfig.build(**{**(config or RestoreConfig()).model_dump(), **overrides})  # overrides validated
     img = as_image(image, name="image")
     p = prepare_psf(psf, img.ndim, voxel_size, psf_voxel_size)
     t0 = time.perf_counter()
