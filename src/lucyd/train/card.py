@@ -41,6 +41,19 @@ _LEGACY_STATUS = {
 }
 
 
+
+def read_json_description(path: Path, what: str, folder_kind: str = "model") -> dict:
+    """The JSON object in ``path`` (a model's or ensemble's description), or a one-line error."""
+    if not path.is_file():
+        raise FileFormatError(f"{path.parent}: not a lucyd {folder_kind} folder (no {path.name})")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{path}: not a {what}")
+    return data
+
 class _Entry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -160,15 +173,7 @@ class ModelCard(_Entry):
         path = Path(path)
         if path.is_dir():
             path = path / "model.json"
-        if not path.is_file():
-            raise FileFormatError(f"{path.parent}: not a lucyd model folder (no {path.name})")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FileFormatError(f"{path}: unreadable model description ({exc})") from None
-        if not isinstance(data, dict):
-            raise FileFormatError(f"{path}: not a model description")
-        return cls.from_dict(data, path)
+        return cls.from_dict(read_json_description(path, "model description"), path)
 
     def write(self, path: str | Path) -> None:
         """Write atomically to ``path`` (the file, or its folder)."""

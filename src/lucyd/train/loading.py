@@ -5,7 +5,6 @@ See :mod:`lucyd.train.model` for the folder layout and the prediction path.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,10 @@ import numpy as np
 import torch
 
 from lucyd.errors import FileFormatError, InputError
-from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard
+from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard, read_json_description
 from lucyd.train.model import RestorationModel, default_tile_shape
 
 # ---------------------------------------------------------------------- loading
-
-
-def read_json_description(path: Path, what: str, folder_kind: str = "model") -> dict:
-    """The JSON object in ``path`` (a model's or ensemble's description), or a one-line error."""
-    if not path.is_file():
-        raise FileFormatError(f"{path.parent}: not a lucyd {folder_kind} folder (no {path.name})")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise FileFormatError(f"{path}: not a {what}")
-    return data
 
 
 def load_model(
