@@ -88,10 +88,6 @@ class NoiseModel:
         out = np.asarray(electrons, np.float32) * np.float32(self.gain)
         return out + np.float32(self.dark_level) if with_dark_level else out
 
-    def variance_e(self, expected_e: np.ndarray) -> np.ndarray:
-        """Noise variance (photo-electrons²) at an expected signal ``expected_e`` (≥ 0)."""
-        return np.maximum(np.asarray(expected_e, np.float32), 0) + np.float32(self.read_noise_e**2)
-
     def as_dict(self) -> dict:
         return {k: (float(v) if isinstance(v, float | np.floating) else v) for k, v in asdict(self).items()}
 

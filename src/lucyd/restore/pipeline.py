@@ -402,7 +402,6 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         "network": "the network passed the physics check" if cfg.method == "auto" else "method=network",
     }[chosen]
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    gain = np.float32(noise.gain)
-    out = {k: (v * gain).astype(np.float32) for k, v in candidates.items()}
+    out = {k: noise.to_counts(v) for k, v in candidates.items()}
     return RestoreResult(image=out[chosen], record=record, candidates=out,
                          flux_maps={k: f.flux_map for k, f in fidelity.items()}, model_calibration=model_cal)
