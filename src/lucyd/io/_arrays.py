@@ -1,4 +1,5 @@
-"""Axis reduction (drop singleton T/C, map to "YX"/"ZYX") and the lazy view readers return."""
+"""Axis reduction (drop singleton T/C, map to "YX"/"ZYX", or keep T/C for hyperstacks and put
+them in lucyd's "TCZYX" order) and the lazy view readers return."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def output_dtype(dtype: Any) -> np.dtype:
     return dtype
 
 
-def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]:
-    """Map a file's axes onto lucyd's "YX" / "ZYX".
+def reduce_axes(axes: str, shape: Sequence[int], path: Any, keep: str = "") -> tuple[tuple, str]:
+    """Map a file's axes onto lucyd's "YX" / "ZYX" (or, with ``keep``, "TCZYX" subsets).
 
     Parameters
     ----------
@@ -40,6 +41,9 @@ def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]
         Stored shape.
     path : path-like
         File name for error messages.
+    keep : str
+        Non-spatial axes that may be longer than 1 and are kept ("TC" for hyperstacks; ""
+        reads one volume). Kept axes of length 1 are dropped all the same.
 
     Returns
     -------
@@ -47,15 +51,17 @@ def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]
         Index to apply to the stored array: ``0`` for each dropped singleton axis, ``slice(None)``
         for each kept one.
     axes : str
-        "YX" or "ZYX".
+        The kept axes in the file's order: "YX" or "ZYX", with ``keep``'s letters in front or
+        between (e.g. ImageJ's "TZCYX"); :func:`canonical_order` gives lucyd's order.
 
     Raises
     ------
     FileFormatError
-        A non-spatial axis longer than 1 (channels, time points, RGB samples), no Y/X plane, or
-        spatial axes in an order other than (z, y, x).
+        A non-spatial axis longer than 1 (channels, time points, RGB samples) not in ``keep``,
+        no Y/X plane, or spatial axes in an order other than (z, y, x).
     """
     axes = axes.upper()
+    keep = keep.upper()
     if len(axes) != len(shape):
         raise FileFormatError(f"{path}: axes {axes!r} do not match the data shape {tuple(shape)}")
     index: list = []
@@ -66,7 +72,7 @@ def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]
             kept.append(ax)
         else:
             index.append(0)
-    extra = [ax for ax in kept if ax not in "YX"]
+    extra = [ax for ax in kept if ax not in "YX" + keep]
     if len(extra) == 1 and extra[0] in _PLANE_STACK and "Z" not in axes:
         kept[kept.index(extra[0])] = "Z"
         extra = ["Z"]
@@ -84,15 +90,41 @@ def reduce_axes(axes: str, shape: Sequence[int], path: Any) -> tuple[tuple, str]
             "colour, split the channels into separate files"
         )
     if any(ax != "Z" for ax in extra) or len(extra) > 1:
+        if keep:
+            raise FileFormatError(
+                f"{path}: more axes than supported ({described}); lucyd reads images with "
+                "time (T), channel (C), z, y and x axes only"
+            )
         raise FileFormatError(
-            f"{path}: more axes than supported ({described}); lucyd reads 2D (y, x) and 3D "
-            "(z, y, x) images, so split channels / time points into separate files first"
+            f"{path}: more axes than supported ({described}) for one 2D (y, x) or 3D (z, y, x) "
+            "volume; lucyd.io.read_hyperstack reads channels and time points, and lucyd "
+            "deconvolve / restore / predict process each (t, c) volume"
         )
-    if "".join(kept) not in ("YX", "ZYX"):
+    spatial = "".join(ax for ax in kept if ax in "ZYX")
+    if spatial not in ("YX", "ZYX") or kept[-2:] != ["Y", "X"] or len(set(kept)) != len(kept):
         raise FileFormatError(
             f"{path}: unsupported axis order ({described}); expected (z, y, x) or (y, x)"
         )
     return tuple(index), "".join(kept)
+
+
+def canonical_order(axes: str) -> tuple[tuple[int, ...], str]:
+    """Transposition that puts ``axes`` (a permutation of a "TCZYX" subset) in lucyd's order.
+
+    Returns
+    -------
+    perm : tuple of int
+        ``array.transpose(perm)`` has the axes ``ordered``.
+    ordered : str
+        The axes in "TCZYX" order.
+
+    Examples
+    --------
+    >>> canonical_order("TZCYX")
+    ((0, 2, 1, 3, 4), 'TCZYX')
+    """
+    perm = tuple(sorted(range(len(axes)), key=lambda i: "TCZYX".index(axes[i])))
+    return perm, "".join(axes[i] for i in perm)
 
 
 def _expand_key(key: Any, ndim: int) -> list:
@@ -133,14 +165,20 @@ class LazyImage:
         ``0`` for each stored axis to drop, ``slice(None)`` for each kept one.
     dtype : numpy dtype, optional
         dtype of the returned data (default: the source's).
+    perm : tuple of int, optional
+        Order of the kept axes as seen through the view (``kept.transpose(perm)``), e.g. an
+        ImageJ hyperstack's TZCYX shown as TCZYX.
     """
 
-    def __init__(self, source: Any, index: tuple | None = None, dtype: Any = None) -> None:
+    def __init__(self, source: Any, index: tuple | None = None, dtype: Any = None,
+                 perm: tuple[int, ...] | None = None) -> None:
         self.source = source
         self._index = tuple(index) if index is not None else (slice(None),) * len(source.shape)
-        self.shape = tuple(
+        kept = tuple(
             int(n) for n, i in zip(source.shape, self._index, strict=True) if isinstance(i, slice)
         )
+        self._perm = tuple(perm) if perm is not None else tuple(range(len(kept)))
+        self.shape = tuple(kept[p] for p in self._perm)
         self.dtype = np.dtype(dtype) if dtype is not None else np.dtype(source.dtype)
 
     @property
@@ -162,9 +200,19 @@ class LazyImage:
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        user = iter(_expand_key(key, self.ndim))
-        full = tuple(next(user) if isinstance(i, slice) else i for i in self._index)
+        user = _expand_key(key, self.ndim)
+        stored = [None] * self.ndim  # the user's key in the kept axes' stored order
+        for view_axis, kept_axis in enumerate(self._perm):
+            stored[kept_axis] = user[view_axis]
+        entries = iter(stored)
+        full = tuple(next(entries) if isinstance(i, slice) else i for i in self._index)
         data = np.asarray(self.source[full])
+        remaining = [k for k in range(self.ndim) if isinstance(stored[k], slice)]
+        if remaining:
+            position = {k: v for v, k in enumerate(self._perm)}
+            order = sorted(range(len(remaining)), key=lambda j: position[remaining[j]])
+            if order != list(range(len(remaining))):
+                data = data.transpose(order)
         return data.astype(self.dtype, copy=False)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -176,18 +224,24 @@ class LazyImage:
         return f"LazyImage(shape={self.shape}, dtype={self.dtype}, source={source})"
 
 
-def adapt(source: Any, index: tuple, lazy: bool) -> Any:
-    """Apply a reader's axis ``index`` and float32 conversion, lazily or eagerly.
+def adapt(source: Any, index: tuple, lazy: bool, perm: tuple[int, ...] | None = None) -> Any:
+    """Apply a reader's axis ``index``, axis order ``perm`` and float32 conversion, lazily or
+    eagerly.
 
     Lazily, ``source`` itself is returned when nothing needs adapting (so OME-Zarr written by
     lucyd reads back as a plain ``zarr.Array``); otherwise a :class:`LazyImage`.
     """
     dtype = output_dtype(source.dtype)
+    if perm is not None and tuple(perm) == tuple(range(len(perm))):
+        perm = None
     if lazy:
-        if all(isinstance(i, slice) for i in index) and dtype == np.dtype(source.dtype):
+        if (all(isinstance(i, slice) for i in index) and dtype == np.dtype(source.dtype)
+                and perm is None):
             return source
-        return LazyImage(source, index, dtype)
+        return LazyImage(source, index, dtype, perm)
     data = np.asarray(source[index])
+    if perm is not None:
+        data = data.transpose(perm)
     return np.ascontiguousarray(data.astype(dtype, copy=False))
 
 

@@ -7,7 +7,13 @@ Formats by extension (case-insensitive):
 ``.ome.tif(f)``         OME-TIFF
 ``.zarr``, ``.ome.zarr`` OME-Zarr, NGFF 0.5 on zarr v3 (reads 0.4 / zarr v2 too)
 ``.npy``                NumPy array + ``<name>.npy.json`` sidecar
+``.czi``, ``.nd2``,     read only, through bioio and its format plugins (the
+``.lif``                optional extra ``lucyd[formats]``)
 =====================  ==========================================================
+
+:func:`read_image` reads one 2D or 3D volume (files with channels or time points are refused);
+:func:`read_hyperstack` reads time series and channels as well, axes in "TCZYX" order.
+:func:`write_image` and :func:`open_writer` write either.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ import numpy as np
 from lucyd.errors import FileFormatError, InputError, LucydError
 from lucyd.io._arrays import GuardedReads, PageReleasingArray
 from lucyd.io.atomic import atomic_path
-from lucyd.io.metadata import AXES_BY_NDIM, ImageMetadata
+from lucyd.io.metadata import AXES_BY_NDIM, ImageMetadata, as_hyperstack
 from lucyd.io.npy import read_npy, read_npy_metadata, write_sidecar
 from lucyd.io.omezarr import create_omezarr, read_omezarr, read_omezarr_metadata, write_omezarr
 from lucyd.io.tiff import create_tiff_memmap, read_tiff, read_tiff_metadata, write_tiff
+from lucyd.io.vendor import VENDOR_SUFFIXES, read_vendor, read_vendor_metadata
 
 #: format names returned by :func:`format_from_path`
 FORMATS = ("tiff", "ome-tiff", "zarr", "npy")
@@ -73,6 +80,8 @@ def _format_for_reading(path: Path) -> str:
         raise FileFormatError(f"{path}: no such file or folder")
     if path.is_dir():
         return "zarr"
+    if path.suffix.lower() in VENDOR_SUFFIXES:
+        return "vendor"
     try:
         return format_from_path(path)
     except FileFormatError:
@@ -85,7 +94,8 @@ def _format_for_reading(path: Path) -> str:
         raise
 
 
-_FORMAT_NAMES = {"tiff": "TIFF", "ome-tiff": "OME-TIFF", "zarr": "Zarr", "npy": "NumPy .npy"}
+_FORMAT_NAMES = {"tiff": "TIFF", "ome-tiff": "OME-TIFF", "zarr": "Zarr", "npy": "NumPy .npy",
+                 "vendor": "microscope vendor"}
 
 
 @contextmanager
@@ -115,7 +125,18 @@ def _unreadable_as_format_error(path: Path, fmt: str) -> Iterator[None]:
 
 
 def _reader(fmt: str):
-    return {"tiff": read_tiff, "ome-tiff": read_tiff, "zarr": read_omezarr, "npy": read_npy}[fmt]
+    return {"tiff": read_tiff, "ome-tiff": read_tiff, "zarr": read_omezarr, "npy": read_npy,
+            "vendor": read_vendor}[fmt]
+
+
+def _read(path: str | Path, lazy: bool, keep: str) -> tuple[Any, ImageMetadata]:
+    path = Path(path)
+    fmt = _format_for_reading(path)
+    with _unreadable_as_format_error(path, fmt):
+        data, meta = _reader(fmt)(path, lazy=lazy, keep=keep)
+    if lazy and not isinstance(data, np.ndarray):  # memory maps cannot fail to decode
+        data = GuardedReads(data, path, _FORMAT_NAMES[fmt])
+    return data, (as_hyperstack(meta) if keep else meta)
 
 
 def read_image(path: str | Path, *, lazy: bool = False) -> tuple[Any, ImageMetadata]:
@@ -146,7 +167,8 @@ def read_image(path: str | Path, *, lazy: bool = False) -> tuple[Any, ImageMetad
     ------
     FileFormatError
         Missing, unreadable or truncated file; a folder that is not a zarr store; an unsupported
-        extension; channels or time points (more axes than supported).
+        extension; channels or time points (more axes than supported: use
+        :func:`read_hyperstack`).
 
     Examples
     --------
@@ -154,13 +176,47 @@ def read_image(path: str | Path, *, lazy: bool = False) -> tuple[Any, ImageMetad
     >>> meta.axes, meta.voxel_size  # doctest: +SKIP
     ('ZYX', (0.3, 0.13, 0.13))
     """
-    path = Path(path)
-    fmt = _format_for_reading(path)
-    with _unreadable_as_format_error(path, fmt):
-        data, meta = _reader(fmt)(path, lazy=lazy)
-    if lazy and not isinstance(data, np.ndarray):  # memory maps cannot fail to decode
-        data = GuardedReads(data, path, _FORMAT_NAMES[fmt])
-    return data, meta
+    return _read(path, lazy, keep="")
+
+
+def read_hyperstack(path: str | Path, *, lazy: bool = False) -> tuple[Any, ImageMetadata]:
+    """Read an image with its time (T) and channel (C) axes, in lucyd's "TCZYX" order.
+
+    Like :func:`read_image`, but a time series or several channels are kept: OME-TIFF
+    (any dimension order), ImageJ hyperstacks (stored TZCYX, returned TCZYX), OME-Zarr (NGFF
+    0.4/0.5 ``t``/``c`` axes), ``.npy`` with a sidecar, and through bioio (``lucyd[formats]``)
+    CZI, ND2 and LIF. Axes of length 1 are dropped, so a single volume reads exactly as with
+    :func:`read_image` ("YX" / "ZYX").
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file or OME-Zarr folder.
+    lazy : bool
+        Return a sliceable array-like that loads only what is indexed (see :func:`read_image`);
+        ``image[t, c]`` is one volume.
+
+    Returns
+    -------
+    array : numpy.ndarray or array-like
+        Axes ``metadata.axes``: an ordered subset of "TCZYX" ending in "YX".
+    metadata : ImageMetadata
+        ``axes``, ``voxel_size`` (µm, spatial axes), ``channel_names``, ``wavelengths``
+        (emission, µm), ``time_interval`` (s); for napari: ``metadata.channel_axis`` and
+        ``metadata.layer_scale()``.
+
+    Raises
+    ------
+    FileFormatError
+        As :func:`read_image`; other non-spatial axes (RGB samples, angles, phases, ...).
+
+    Examples
+    --------
+    >>> image, meta = read_hyperstack("cells.ome.zarr")  # doctest: +SKIP
+    >>> meta.axes, image.shape, meta.channel_names  # doctest: +SKIP
+    ('TCZYX', (5, 2, 16, 256, 256), ('DAPI', 'GFP'))
+    """
+    return _read(path, lazy, keep="TC")
 
 
 @dataclass(frozen=True)
@@ -174,9 +230,10 @@ class ImageInfo:
     metadata: ImageMetadata
 
 
-def image_info(path: str | Path) -> ImageInfo:
-    """Format ("ImageJ TIFF", "OME-TIFF", "TIFF", "OME-Zarr", "Zarr array", "NumPy .npy"),
-    shape, dtype as returned by :func:`read_image`, and metadata, from the header only."""
+def image_info(path: str | Path, *, hyperstack: bool = False) -> ImageInfo:
+    """Format ("ImageJ TIFF", "OME-TIFF", "TIFF", "OME-Zarr", "Zarr array", "NumPy .npy", or a
+    vendor format), shape, dtype as returned by :func:`read_image` (with ``hyperstack=True``:
+    by :func:`read_hyperstack`), and metadata, from the header only."""
     path = Path(path)
     fmt = _format_for_reading(path)
     reader = {
@@ -184,10 +241,12 @@ def image_info(path: str | Path) -> ImageInfo:
         "ome-tiff": read_tiff_metadata,
         "zarr": read_omezarr_metadata,
         "npy": read_npy_metadata,
+        "vendor": read_vendor_metadata,
     }[fmt]
     with _unreadable_as_format_error(path, fmt):
-        kind, shape, dtype, meta = reader(path)
+        kind, shape, dtype, meta = reader(path, keep="TC" if hyperstack else "")
     out_dtype = np.dtype(np.float32) if dtype.kind == "f" else dtype
+    meta = as_hyperstack(meta) if hyperstack else meta
     return ImageInfo(path, kind, tuple(int(n) for n in shape), out_dtype, meta)
 
 
@@ -203,9 +262,10 @@ def read_metadata(path: str | Path) -> ImageMetadata:
 
 
 def _resolve_metadata(shape: tuple[int, ...], metadata: ImageMetadata | None, name: str):
-    if len(shape) not in AXES_BY_NDIM:
+    if metadata is None and len(shape) not in AXES_BY_NDIM:
         raise InputError(
-            f"{name} must be 2D (y, x) or 3D (z, y, x), got shape {tuple(shape)}"
+            f"{name} must be 2D (y, x) or 3D (z, y, x), got shape {tuple(shape)} (give "
+            "ImageMetadata with axes such as 'TCZYX' for time points and channels)"
         )
     if any(int(n) < 1 for n in shape):
         raise InputError(f"{name} has an empty axis: shape {tuple(shape)}")
@@ -217,7 +277,15 @@ def _resolve_metadata(shape: tuple[int, ...], metadata: ImageMetadata | None, na
         raise InputError(
             f"{name} has shape {tuple(shape)} but the metadata says axes {metadata.axes!r}"
         )
+    metadata.check_array(_Shape(shape), name)
     return metadata
+
+
+class _Shape:
+    """Something with a ``shape`` (for :meth:`ImageMetadata.check_array` without an array)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
 
 
 def write_image(
@@ -227,7 +295,7 @@ def write_image(
     *,
     chunks: tuple[int, ...] | None = None,
 ) -> Path:
-    """Write a 2D or 3D image with its axes and voxel size, atomically.
+    """Write an image with its axes, voxel size, channels and time interval, atomically.
 
     The file is written under a temporary name beside ``path`` and renamed onto ``path`` only
     when complete, so an interrupted write never leaves a partial file under ``path``.
@@ -239,11 +307,15 @@ def write_image(
         ``.ome.tif``/``.ome.tiff`` OME-TIFF, ``.zarr``/``.ome.zarr`` OME-Zarr (NGFF 0.5, zarr v3),
         ``.npy`` NumPy plus ``<name>.npy.json`` sidecar. An existing file is replaced.
     array : array-like
-        (y, x) or (z, y, x) data; integers or floats. Values are never rescaled. ImageJ TIFF
+        (y, x) or (z, y, x) data, or with time and channel axes in front as ``metadata.axes``
+        says (e.g. "TCZYX"); integers or floats. Values are never rescaled. ImageJ TIFF
         holds uint8, uint16 and float32 only: other floats are stored as float32; other
         integers as float32 when exact (|v| <= 2**24), otherwise an error.
     metadata : ImageMetadata, optional
-        Axes and voxel size (µm); default: axes from the dimensionality, no voxel size.
+        Axes, voxel size (µm), channel names, emission wavelengths, time interval; default: axes
+        from the dimensionality, no voxel size. Each format stores what it can hold: OME-TIFF
+        and OME-Zarr all of it, ImageJ TIFF all (wavelengths in a ``lucyd`` image property),
+        ``.npy`` all in its sidecar.
     chunks : tuple of int, optional
         Chunk shape for zarr output (default: about 8 MB chunks); ignored for other formats.
 
@@ -310,7 +382,7 @@ def open_writer(
     path : str or Path
         Output path; the extension selects the format as in :func:`write_image`.
     shape : tuple of int
-        (y, x) or (z, y, x).
+        (y, x) or (z, y, x), or with T/C axes in front as ``metadata.axes`` says.
     dtype : numpy dtype
         Stored dtype (default float32).
     metadata : ImageMetadata, optional

@@ -1,6 +1,7 @@
 """NumPy ``.npy`` files with a JSON sidecar ``<name>.npy.json`` holding axes and voxel size.
 
-The sidecar is ``{"axes": "ZYX", "voxel_size": [0.3, 0.13, 0.13], "extra": {...}}``. Without a
+The sidecar is ``{"axes": "ZYX", "voxel_size": [0.3, 0.13, 0.13], "extra": {...}}`` (plus
+``channel_names``, ``wavelengths`` and ``time_interval`` when known; axes in "TCZYX" order). Without a
 sidecar, axes follow the dimensionality and the voxel size is unknown.
 """
 
@@ -52,7 +53,7 @@ def _open(path: Path, lazy: bool) -> np.ndarray:
     return data
 
 
-def _header(path: Path, data: np.ndarray) -> tuple[tuple, ImageMetadata]:
+def _header(path: Path, data: np.ndarray, keep: str = "") -> tuple[tuple, ImageMetadata]:
     side = _read_sidecar(path)
     shape = data.shape
     if side is not None:
@@ -60,26 +61,31 @@ def _header(path: Path, data: np.ndarray) -> tuple[tuple, ImageMetadata]:
             raise FileFormatError(
                 f"{path}: array has shape {shape} but its sidecar says axes {side.axes!r}"
             )
-        return (slice(None),) * len(shape), side
+        try:
+            side.check_array(data, str(path))
+        except InputError as exc:
+            raise FileFormatError(f"{path}: sidecar does not match the array ({exc})") from exc
+        index, axes = reduce_axes(side.axes, shape, path, keep)  # written in canonical order
+        return index, side if axes == side.axes else side.with_axes(axes)
     if len(shape) < 2:
         raise FileFormatError(f"{path}: array of shape {shape} is not a 2D or 3D image")
     # no sidecar: the last two axes are (y, x); before them at most one z axis, and any
     # leading singleton axes are dropped
     letters = "?" * (len(shape) - 3) + ("Z" if len(shape) >= 3 else "") + "YX"
-    index, axes = reduce_axes(letters, shape, path)
+    index, axes = reduce_axes(letters, shape, path, keep)
     return index, ImageMetadata(axes)
 
 
-def read_npy_metadata(path: Path) -> tuple[str, tuple, np.dtype, ImageMetadata]:
+def read_npy_metadata(path: Path, keep: str = "") -> tuple[str, tuple, np.dtype, ImageMetadata]:
     """(kind, shape, dtype, metadata) of a ``.npy`` file (memory-mapped, nothing loaded)."""
     data = _open(path, lazy=True)
-    index, meta = _header(path, data)
+    index, meta = _header(path, data, keep)
     shape = tuple(n for n, i in zip(data.shape, index, strict=True) if isinstance(i, slice))
     return "NumPy .npy", shape, data.dtype, meta
 
 
-def read_npy(path: Path, lazy: bool = False) -> tuple[Any, ImageMetadata]:
+def read_npy(path: Path, lazy: bool = False, keep: str = "") -> tuple[Any, ImageMetadata]:
     """Read a ``.npy`` file (memory-mapped when ``lazy``) and its sidecar metadata."""
     data = _open(path, lazy)
-    index, meta = _header(path, data)
+    index, meta = _header(path, data, keep)
     return adapt(data, index, lazy), meta

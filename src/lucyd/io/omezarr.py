@@ -11,6 +11,12 @@ with axes ``{"name": "z", "type": "space", "unit": "micrometer"}`` and a ``scale
 coordinate transformation equal to the voxel size. Readers also accept NGFF 0.4 (zarr v2,
 ``multiscales`` at the top level of the attributes), images with singleton ``t``/``c`` axes and a
 bare zarr array (axes from its dimensionality).
+
+Time series and channels (:func:`lucyd.io.read_hyperstack`) use the NGFF axes ``t`` (type
+"time", unit "second", scale = the time interval) and ``c`` (type "channel", scale 1) in front of
+the spatial axes; channel names go to ``omero.channels[].label`` (read by napari and other
+viewers), and names and emission wavelengths (µm, which NGFF has no field for) to the ``lucyd``
+attribute.
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ import numpy as np
 import zarr
 
 from lucyd.errors import FileFormatError, InputError
-from lucyd.io._arrays import adapt, one_line, reduce_axes
-from lucyd.io.metadata import ImageMetadata, jsonable, round_significant, unit_to_micrometre
+from lucyd.io._arrays import adapt, canonical_order, one_line, reduce_axes
+from lucyd.io.metadata import (
+    ImageMetadata,
+    jsonable,
+    make_metadata,
+    round_significant,
+    unit_to_micrometre,
+    unit_to_second,
+)
 
 NGFF_VERSION = "0.5"
 #: default chunk size in bytes for arrays lucyd writes (a few MB: good for tiles and for dask)
@@ -61,27 +74,51 @@ def _check_chunks(chunks: Any, shape: tuple[int, ...], dtype: Any) -> tuple[int,
     return tuple(min(c, max(1, n)) for c, n in zip(values, shape, strict=True))
 
 
+def _axis_entry(axis: str, meta: ImageMetadata) -> dict:
+    if axis == "t":
+        entry = {"name": "t", "type": "time"}
+        if meta.time_interval is not None:
+            entry["unit"] = "second"
+        return entry
+    if axis == "c":
+        return {"name": "c", "type": "channel"}
+    entry = {"name": axis, "type": "space"}
+    if meta.voxel_size is not None:
+        entry["unit"] = "micrometer"
+    return entry
+
+
 def ome_attributes(meta: ImageMetadata, name: str = "image") -> dict:
     """The ``ome`` group attribute (NGFF 0.5) for one single-level image."""
-    axes = []
-    for ax in meta.axes.lower():
-        entry = {"name": ax, "type": "space"}
-        if meta.voxel_size is not None:
-            entry["unit"] = "micrometer"
-        axes.append(entry)
-    scale = list(meta.voxel_size) if meta.voxel_size is not None else [1.0] * meta.ndim
-    return {
+    ome: dict = {
         "version": NGFF_VERSION,
         "multiscales": [
             {
                 "name": name,
-                "axes": axes,
+                "axes": [_axis_entry(ax, meta) for ax in meta.axes.lower()],
                 "datasets": [
-                    {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+                    {"path": "0",
+                     "coordinateTransformations": [{"type": "scale", "scale": list(meta.scale)}]}
                 ],
             }
         ],
     }
+    if meta.channel_names is not None and "C" in meta.axes:
+        ome["omero"] = {"channels": [
+            {"label": label, "active": True, "color": "FFFFFF",
+             "window": {"min": 0.0, "max": 1.0, "start": 0.0, "end": 1.0}}
+            for label in meta.channel_names
+        ]}
+    return ome
+
+
+def _lucyd_attributes(meta: ImageMetadata) -> dict:
+    out: dict = {}
+    if meta.extra:
+        out["extra"] = jsonable(meta.extra)
+    if meta.channel_names is not None or meta.wavelengths is not None:
+        out["channels"] = {"names": meta.channel_names, "wavelengths": meta.wavelengths}
+    return out
 
 
 def create_omezarr(
@@ -92,9 +129,13 @@ def create_omezarr(
     if dtype.kind not in "biuf":
         raise InputError(f"{tmp}: cannot store {dtype} data in OME-Zarr (integers/floats only)")
     attrs = {"ome": ome_attributes(meta, name=tmp.name.split(".")[0] or "image")}
-    if meta.extra:
-        attrs["lucyd"] = {"extra": jsonable(meta.extra)}
+    lucyd_attrs = _lucyd_attributes(meta)
+    if lucyd_attrs:
+        attrs["lucyd"] = lucyd_attrs
     group = zarr.create_group(store=str(tmp), zarr_format=3, attributes=attrs, overwrite=True)
+    if chunks is None and not meta.is_volume:  # one chunk never spans two (t, c) volumes
+        lead = meta.ndim - meta.spatial_ndim
+        chunks = (1,) * lead + default_chunks(tuple(shape)[lead:], dtype)
     return group.create_array(
         "0",
         shape=tuple(int(n) for n in shape),
@@ -105,10 +146,27 @@ def create_omezarr(
     )
 
 
+def set_display_windows(group: Any, array: Any, meta: ImageMetadata) -> None:
+    """Set each ``omero`` channel's display window to its data range (viewers' contrast)."""
+    ome = dict(group.attrs.get("ome") or {})
+    channels = (ome.get("omero") or {}).get("channels")
+    if not channels or meta.channel_axis is None:
+        return
+    for c, channel in enumerate(channels):
+        values = np.asarray(np.take(array, c, axis=meta.channel_axis), dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        channel["window"] = {"min": lo, "max": hi, "start": lo, "end": hi}
+    ome["omero"] = {**ome["omero"], "channels": channels}
+    group.attrs["ome"] = ome
+
+
 def write_omezarr(tmp: Path, data: Any, meta: ImageMetadata, chunks: Any = None) -> None:
     """Write ``data`` as a new OME-Zarr image at ``tmp``."""
     array = create_omezarr(tmp, data.shape, data.dtype, meta, chunks)
     array[...] = data
+    if meta.channel_names is not None and "C" in meta.axes:
+        set_display_windows(zarr.open_group(str(tmp), mode="r+"), data, meta)
 
 
 def _open_node(path: Path) -> Any:
@@ -131,7 +189,7 @@ def _scale_of(transforms: Any, ndim: int) -> list[float]:
     return scale
 
 
-def _from_multiscales(group: Any, path: Path) -> tuple[Any, str, tuple, ImageMetadata]:
+def _from_multiscales(group: Any, path: Path, keep: str = "") -> tuple[Any, str, tuple, Any, ImageMetadata]:
     attrs = group.attrs.asdict() if hasattr(group.attrs, "asdict") else dict(group.attrs)
     ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs  # 0.5 / 0.4
     multiscales = ome.get("multiscales")
@@ -153,12 +211,13 @@ def _from_multiscales(group: Any, path: Path) -> tuple[Any, str, tuple, ImageMet
     if len(names) != ndim:
         raise FileFormatError(f"{path}: OME-Zarr axes {names} do not match the array shape")
     letters = "".join(n.upper() if n.lower() in "tczyx" and len(n) == 1 else "?" for n in names)
-    index, axes = reduce_axes(letters, array.shape, path)
+    index, stored_axes = reduce_axes(letters, array.shape, path, keep)
+    perm, axes = canonical_order(stored_axes)
     scale = _scale_of(datasets[0].get("coordinateTransformations"), ndim)
     outer = _scale_of(ms.get("coordinateTransformations"), ndim)  # applies to every level
     scale = [a * b for a, b in zip(scale, outer, strict=True)]
     units = [a.get("unit") if isinstance(a, dict) else None for a in axes_meta]
-    spatial = [i for i, idx in enumerate(index) if isinstance(idx, slice)]
+    spatial = [i for i, idx in enumerate(index) if isinstance(idx, slice) and letters[i] in "ZYX"]
     voxel: tuple | None
     if all(units[i] is None for i in spatial):
         # no units at all: lucyd writes scale 1 for "unknown"; others usually mean micrometres
@@ -176,40 +235,71 @@ def _from_multiscales(group: Any, path: Path) -> tuple[Any, str, tuple, ImageMet
             voxel = None
     lucyd_attrs = attrs.get("lucyd") if isinstance(attrs.get("lucyd"), dict) else {}
     extra = dict(lucyd_attrs.get("extra") or {})
-    return array, "OME-Zarr", index, ImageMetadata(axes, voxel, extra)
+    described = _channels_and_time(ome, lucyd_attrs, letters, scale, units)
+    sizes = dict(zip(letters, array.shape, strict=True))
+    for key in ("channel_names", "wavelengths"):
+        if described.get(key) is not None and len(described[key]) != int(sizes.get("C", 1)):
+            described[key] = None  # describes other data than this image's channels
+    if "T" not in axes:
+        described["time_interval"] = None
+    try:
+        meta = make_metadata(axes, voxel, extra, **described)
+    except InputError:  # an odd description must not make the pixels unreadable
+        meta = make_metadata(axes, voxel, extra)
+    return array, "OME-Zarr", index, perm, meta
 
 
-def _header(path: Path) -> tuple[Any, str, tuple, ImageMetadata]:
+def _channels_and_time(ome: dict, lucyd_attrs: dict, letters: str, scale: list, units: list) -> dict:
+    """``channel_names``, ``wavelengths`` (µm) and ``time_interval`` (s) of an OME-Zarr image."""
+    out: dict = {}
+    stored = lucyd_attrs.get("channels") if isinstance(lucyd_attrs.get("channels"), dict) else {}
+    omero = ome.get("omero") if isinstance(ome.get("omero"), dict) else {}
+    labels = [c.get("label") for c in omero.get("channels") or [] if isinstance(c, dict)]
+    out["channel_names"] = stored.get("names") or (labels if labels and all(labels) else None)
+    out["wavelengths"] = stored.get("wavelengths")
+    if "T" in letters:
+        t = letters.index("T")
+        factor = unit_to_second(units[t]) if units[t] is not None else 1.0
+        if factor is not None and (units[t] is not None or scale[t] != 1.0):
+            interval = scale[t] * factor
+            out["time_interval"] = round_significant(interval) if interval > 0 else None
+    return out
+
+
+def _header(path: Path, keep: str = "") -> tuple[Any, str, tuple, Any, ImageMetadata]:
     node = _open_node(path)
     if isinstance(node, zarr.Array):
         ndim = len(node.shape)
         letters = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}.get(ndim, "?" * ndim)
-        index, axes = reduce_axes(letters, node.shape, path)
+        index, axes = reduce_axes(letters, node.shape, path, keep)
         lucyd_attrs = node.attrs.get("lucyd") or {}
         extra = dict(lucyd_attrs.get("extra") or {}) if isinstance(lucyd_attrs, dict) else {}
-        return node, "Zarr array", index, ImageMetadata(axes, None, extra)
-    return _from_multiscales(node, path)
+        return node, "Zarr array", index, None, make_metadata(axes, None, extra)
+    return _from_multiscales(node, path, keep)
 
 
-def read_omezarr_metadata(path: Path) -> tuple[str, tuple, np.dtype, ImageMetadata]:
+def read_omezarr_metadata(path: Path, keep: str = "") -> tuple[str, tuple, np.dtype, ImageMetadata]:
     """(kind, shape, dtype, metadata) of an OME-Zarr image or bare zarr array."""
-    array, kind, index, meta = _header(path)
+    array, kind, index, perm, meta = _header(path, keep)
     shape = tuple(int(n) for n, i in zip(array.shape, index, strict=True) if isinstance(i, slice))
+    if perm is not None:
+        shape = tuple(shape[p] for p in perm)
     return kind, shape, np.dtype(array.dtype), meta
 
 
-def read_omezarr(path: Path, lazy: bool = False) -> tuple[Any, ImageMetadata]:
+def read_omezarr(path: Path, lazy: bool = False, keep: str = "") -> tuple[Any, ImageMetadata]:
     """Read the full-resolution level of an OME-Zarr image (or a bare zarr array).
 
     With ``lazy=True`` the zarr array itself is returned (or a
     :class:`~lucyd.io._arrays.LazyImage` view when singleton axes must be dropped or floats
-    converted to float32); nothing is loaded until it is indexed.
+    converted to float32); nothing is loaded until it is indexed. ``keep="TC"`` keeps the time
+    and channel axes.
     """
-    array, _, index, meta = _header(path)
+    array, _, index, perm, meta = _header(path, keep)
     if np.dtype(array.dtype).kind not in "biuf":
         raise FileFormatError(f"{path}: unsupported data type {array.dtype}")
     try:
-        return adapt(array, index, lazy), meta
+        return adapt(array, index, lazy, perm), meta
     except FileFormatError:
         raise
     except Exception as exc:

@@ -7,11 +7,18 @@ Voxel sizes are read from
 * OME-TIFF: ``PhysicalSizeX/Y/Z`` and their ``PhysicalSize*Unit`` (default µm) in the OME-XML;
 * plain TIFF: X/YResolution with ResolutionUnit centimetre/millimetre/micrometre (2D only: a plain
   TIFF has no z step). Anything else (no unit, inches, pixels) gives ``voxel_size=None``.
+
+Channels and time points (:func:`lucyd.io.read_hyperstack`): OME-TIFF ``Channel`` ``Name`` and
+``EmissionWavelength`` and ``Pixels/@TimeIncrement``; ImageJ hyperstacks (stored T, Z, C, Y, X;
+returned as T, C, Z, Y, X) ``finterval`` (with ``tunit``), channel names from the slice labels and,
+as lucyd writes them, names and emission wavelengths in the ``lucyd`` image property (ImageJ has
+no wavelength field).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import xml.etree.ElementTree as ET
@@ -24,8 +31,14 @@ import numpy as np
 import tifffile
 
 from lucyd.errors import FileFormatError, InputError
-from lucyd.io._arrays import adapt, one_line, reduce_axes
-from lucyd.io.metadata import ImageMetadata, round_significant, unit_to_micrometre
+from lucyd.io._arrays import adapt, canonical_order, one_line, reduce_axes
+from lucyd.io.metadata import (
+    ImageMetadata,
+    make_metadata,
+    round_significant,
+    unit_to_micrometre,
+    unit_to_second,
+)
 
 #: dtypes an ImageJ hyperstack can hold
 IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -178,7 +191,8 @@ def _imagej_voxel_size(tif: tifffile.TiffFile, page: Any, axes: str) -> tuple | 
     return (abs(spacing) * factor, *lateral)
 
 
-def _ome_voxel_size(tif: tifffile.TiffFile, series_index: int, axes: str) -> tuple | None:
+def _ome_pixels(tif: tifffile.TiffFile, series_index: int = 0) -> Any:
+    """The ``Pixels`` element of the OME-XML's image ``series_index``, or None."""
     try:
         root = ET.fromstring(tif.ome_metadata)
     except (ET.ParseError, TypeError, ValueError):
@@ -186,23 +200,77 @@ def _ome_voxel_size(tif: tifffile.TiffFile, series_index: int, axes: str) -> tup
     images = root.findall("{*}Image")
     if not images:
         return None
-    pixels = images[min(series_index, len(images) - 1)].find("{*}Pixels")
+    return images[min(series_index, len(images) - 1)].find("{*}Pixels")
+
+
+def _positive(value: Any, factor: float | None) -> float | None:
+    """``value * factor`` when both are known and the product is finite and positive."""
+    if value is None or factor is None:
+        return None
+    try:
+        size = float(value) * factor
+    except ValueError:
+        return None
+    return round_significant(size) if math.isfinite(size) and size > 0 else None
+
+
+def _ome_voxel_size(pixels: Any, axes: str) -> tuple | None:
     if pixels is None:
         return None
     sizes = []
     for ax in axes:
-        value = pixels.get(f"PhysicalSize{ax}")
-        factor = unit_to_micrometre(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
-        if value is None or factor is None:
-            return None
-        try:
-            size = float(value) * factor
-        except ValueError:
-            return None
-        if not (math.isfinite(size) and size > 0):
+        size = _positive(pixels.get(f"PhysicalSize{ax}"),
+                         unit_to_micrometre(pixels.get(f"PhysicalSize{ax}Unit", "µm")))
+        if size is None:
             return None
         sizes.append(size)
     return tuple(sizes)
+
+
+def _ome_channels_and_time(pixels: Any) -> dict:
+    """``channel_names``, ``wavelengths`` (µm) and ``time_interval`` (s) from OME ``Pixels``."""
+    if pixels is None:
+        return {}
+    channels = pixels.findall("{*}Channel")
+    names = [c.get("Name") for c in channels]
+    waves = [_positive(c.get("EmissionWavelength"),
+                       unit_to_micrometre(c.get("EmissionWavelengthUnit", "nm")))
+             for c in channels]
+    return {
+        "channel_names": names if names and all(n is not None for n in names) else None,
+        "wavelengths": waves if any(w is not None for w in waves) else None,
+        "time_interval": _positive(pixels.get("TimeIncrement"),
+                                   unit_to_second(pixels.get("TimeIncrementUnit", "s"))),
+    }
+
+
+#: name of the ImageJ image property in which lucyd stores channel names and wavelengths
+IMAGEJ_PROPERTY = "lucyd"
+
+
+def _imagej_channels_and_time(tif: tifffile.TiffFile, series: Any) -> dict:
+    """``channel_names``, ``wavelengths`` and ``time_interval`` from an ImageJ description."""
+    meta = tif.imagej_metadata or {}
+    out: dict = {"time_interval": _positive(meta.get("finterval"),
+                                            unit_to_second(meta.get("tunit", "s")))}
+    stored = (meta.get("Properties") or {}).get(IMAGEJ_PROPERTY)
+    if stored:
+        try:
+            record = json.loads(stored)
+            out["channel_names"] = record.get("channel_names")
+            out["wavelengths"] = record.get("wavelengths")
+            return out
+        except (ValueError, AttributeError):
+            pass
+    labels = meta.get("Labels")
+    channels = int(meta.get("channels", 1) or 1)
+    if isinstance(labels, list) and channels > 1 and len(labels) % channels == 0:
+        # planes are stored (t, z, c) with c fastest: a label that names a channel repeats
+        # with period C
+        first = labels[:channels]
+        if all(labels[i] == first[i % channels] for i in range(len(labels))) and all(first):
+            out["channel_names"] = first
+    return out
 
 
 def _plain_voxel_size(page: Any, axes: str) -> tuple | None:
@@ -224,28 +292,52 @@ def tiff_kind(tif: tifffile.TiffFile) -> str:
     return "TIFF"
 
 
-def _header(tif: tifffile.TiffFile, path: Path) -> tuple[Any, tuple, ImageMetadata]:
+def _header(tif: tifffile.TiffFile, path: Path, keep: str = "") -> tuple[Any, tuple, Any, ImageMetadata]:
+    """(series, index, perm, metadata): ``series.asarray()[index].transpose(perm)`` has the
+    metadata's axes (``perm`` None: no transposition)."""
     series = tif.series[0]
-    index, axes = reduce_axes(series.axes, series.shape, path)
+    index, stored_axes = reduce_axes(series.axes, series.shape, path, keep)
+    perm, axes = canonical_order(stored_axes)
+    spatial = axes.lstrip("TC")
     page = series.keyframe if hasattr(series, "keyframe") else tif.pages[0]
+    described: dict = {}
     if tif.is_ome:
-        voxel = _ome_voxel_size(tif, 0, axes)
+        pixels = _ome_pixels(tif, 0)
+        voxel = _ome_voxel_size(pixels, spatial)
+        described = _ome_channels_and_time(pixels)
     elif tif.is_imagej:
-        voxel = _imagej_voxel_size(tif, page, axes)
+        voxel = _imagej_voxel_size(tif, page, spatial)
+        described = _imagej_channels_and_time(tif, series)
     else:
-        voxel = _plain_voxel_size(page, axes)
+        voxel = _plain_voxel_size(page, spatial)
     if voxel is not None:
         voxel = tuple(round_significant(v) for v in voxel)
         if not all(math.isfinite(v) and v > 0 for v in voxel):
             voxel = None
-    return series, index, ImageMetadata(axes, voxel)
+    return series, index, perm, _described(path, axes, voxel, described, series)
 
 
-def read_tiff_metadata(path: Path) -> tuple[str, tuple, np.dtype, ImageMetadata]:
+def _described(path: Path, axes: str, voxel: Any, described: dict, series: Any) -> ImageMetadata:
+    """ImageMetadata with the channel description kept only when it fits the channel count."""
+    sizes = dict(zip(series.axes.upper(), series.shape, strict=True))
+    channels = int(sizes.get("C", 1))
+    for key in ("channel_names", "wavelengths"):
+        if described.get(key) is not None and len(described[key]) != channels:
+            described[key] = None  # a description of other data: not this image's channels
+    if "T" not in axes:
+        described["time_interval"] = None
+    try:
+        return make_metadata(axes, voxel, **described)
+    except Exception:  # noqa: BLE001 - an odd description must not make pixels unreadable
+        return make_metadata(axes, voxel)
+
+
+def read_tiff_metadata(path: Path, keep: str = "") -> tuple[str, tuple, np.dtype, ImageMetadata]:
     """(kind, shape, dtype, metadata) of a TIFF file, from its header only."""
     with open_tiff(path) as tif:
-        series, index, meta = _header(tif, path)
-        shape = tuple(n for n, i in zip(series.shape, index, strict=True) if isinstance(i, slice))
+        series, index, perm, meta = _header(tif, path, keep)
+        kept = tuple(n for n, i in zip(series.shape, index, strict=True) if isinstance(i, slice))
+        shape = tuple(kept[p] for p in perm)
         return tiff_kind(tif), shape, np.dtype(series.dtype), meta
 
 
@@ -254,7 +346,7 @@ def _check_dtype(dtype: np.dtype, path: Path) -> None:
         raise FileFormatError(f"{path}: unsupported pixel type {dtype} (integers/floats only)")
 
 
-def read_tiff(path: Path, lazy: bool = False) -> tuple[Any, ImageMetadata]:
+def read_tiff(path: Path, lazy: bool = False, keep: str = "") -> tuple[Any, ImageMetadata]:
     """Read the first image series of a TIFF file.
 
     Parameters
@@ -264,13 +356,15 @@ def read_tiff(path: Path, lazy: bool = False) -> tuple[Any, ImageMetadata]:
     lazy : bool
         Return a zarr array on tifffile's zarr store (loads only what is indexed) instead of
         numpy data. The store keeps the file open while the array is alive.
+    keep : str
+        "TC" keeps time and channel axes (returned in T, C, Z, Y, X order); "" reads one volume.
 
     Returns
     -------
     array, ImageMetadata
     """
     with open_tiff(path) as tif:
-        series, index, meta = _header(tif, path)
+        series, index, perm, meta = _header(tif, path, keep)
         _check_dtype(np.dtype(series.dtype), path)
         if not lazy:
             try:
@@ -280,11 +374,11 @@ def read_tiff(path: Path, lazy: bool = False) -> tuple[Any, ImageMetadata]:
                     f"{path}: truncated or corrupt TIFF data ({one_line(exc)})"
                 ) from exc
             data = data.reshape(series.shape)
-            return adapt(data, index, lazy=False), meta
-    return _lazy_tiff(path, index), meta
+            return adapt(data, index, lazy=False, perm=perm), meta
+    return _lazy_tiff(path, index, perm), meta
 
 
-def _lazy_tiff(path: Path, index: tuple) -> Any:
+def _lazy_tiff(path: Path, index: tuple, perm: Any = None) -> Any:
     import zarr
 
     try:
@@ -302,7 +396,7 @@ def _lazy_tiff(path: Path, index: tuple) -> Any:
         raise FileFormatError(
             f"{path}: lazy TIFF view has shape {node.shape}, expected {len(index)} dimensions"
         )
-    return adapt(node, index, lazy=True)
+    return adapt(node, index, lazy=True, perm=perm)
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -359,47 +453,94 @@ def imagej_dtype(dtype: Any, path: Path) -> np.dtype:
     )
 
 
+#: the order ImageJ stores hyperstack axes in
+IMAGEJ_ORDER = "TZCYXS"
+
+
+def imagej_axes(axes: str) -> tuple[tuple[int, ...], str]:
+    """Transposition from lucyd's order (T, C, Z, Y, X) to ImageJ's (T, Z, C, Y, X).
+
+    Examples
+    --------
+    >>> imagej_axes("TCZYX")
+    ((0, 2, 1, 3, 4), 'TZCYX')
+    """
+    perm = tuple(sorted(range(len(axes)), key=lambda i: IMAGEJ_ORDER.index(axes[i])))
+    return perm, "".join(axes[i] for i in perm)
+
+
 def _imagej_kwargs(meta: ImageMetadata) -> dict:
-    ij: dict = {"axes": meta.axes}
+    ij: dict = {"axes": imagej_axes(meta.axes)[1]}
     kwargs: dict = {"metadata": ij}
     if meta.voxel_size is not None:
         dy, dx = meta.voxel_size[-2:]
         kwargs["resolution"] = (1.0 / dx, 1.0 / dy)
         ij["unit"] = "um"
-        if meta.ndim == 3:
+        if meta.spatial_ndim == 3:
             ij["spacing"] = meta.voxel_size[0]
+    if meta.time_interval is not None:
+        ij["finterval"] = meta.time_interval
+    if meta.channel_names is not None or meta.wavelengths is not None:
+        record = {"channel_names": meta.channel_names, "wavelengths": meta.wavelengths}
+        ij["Properties"] = {IMAGEJ_PROPERTY: json.dumps(record)}
     return kwargs
+
+
+def _imagej_labels(meta: ImageMetadata, shape: tuple[int, ...]) -> list[str] | None:
+    """One slice label per plane (the channel name; Fiji shows it), planes in (t, z, c) order."""
+    if meta.channel_names is None or "C" not in meta.axes:
+        return None
+    planes = math.prod(shape[: -2]) // len(meta.channel_names)
+    return list(meta.channel_names) * planes
 
 
 def _ome_kwargs(meta: ImageMetadata) -> dict:
     ome: dict = {"axes": meta.axes}
     if meta.voxel_size is not None:
-        for ax, size in zip(meta.axes, meta.voxel_size, strict=True):
+        for ax, size in zip(meta.spatial_axes, meta.voxel_size, strict=True):
             ome[f"PhysicalSize{ax}"] = size
             ome[f"PhysicalSize{ax}Unit"] = "µm"
+    if meta.time_interval is not None:
+        ome["TimeIncrement"] = meta.time_interval
+        ome["TimeIncrementUnit"] = "s"
+    channel: dict = {}
+    if meta.channel_names is not None:
+        channel["Name"] = list(meta.channel_names)
+    if meta.wavelengths is not None and all(w is not None for w in meta.wavelengths):
+        # OME has one EmissionWavelength per channel; partly unknown wavelengths are left out
+        channel["EmissionWavelength"] = list(meta.wavelengths)
+        channel["EmissionWavelengthUnit"] = ["µm"] * len(meta.wavelengths)
+    if channel:
+        ome["Channel"] = channel
     return {"metadata": ome}
 
 
-def tiff_write_kwargs(kind: str, meta: ImageMetadata) -> dict:
+def tiff_write_kwargs(kind: str, meta: ImageMetadata, shape: tuple[int, ...] | None = None) -> dict:
     """Keyword arguments for ``tifffile.imwrite`` / ``tifffile.memmap``: ``kind`` is "imagej" or
-    "ome"."""
+    "ome"; ``shape`` (as stored) gives the ImageJ slice labels."""
     extra = _imagej_kwargs(meta) if kind == "imagej" else _ome_kwargs(meta)
+    if kind == "imagej" and shape is not None:
+        labels = _imagej_labels(meta, shape)
+        if labels is not None:
+            extra["metadata"]["Labels"] = labels
     return {**kind_kwargs(kind), "photometric": "minisblack", **extra}
 
 
 def write_tiff(tmp: Path, data: np.ndarray, meta: ImageMetadata, kind: str, path: Path) -> None:
     """Write ``data`` to ``tmp`` as an ImageJ (``kind="imagej"``) or OME-TIFF (``"ome"``) file."""
     if kind == "imagej":
-        data = imagej_compatible(data, path)
+        data = imagej_compatible(data, path).transpose(imagej_axes(meta.axes)[0])
     elif data.dtype.kind == "b":
         data = data.astype(np.uint8)
-    tifffile.imwrite(tmp, data, **tiff_write_kwargs(kind, meta))
+    tifffile.imwrite(tmp, data, **tiff_write_kwargs(kind, meta, data.shape))
 
 
 def create_tiff_memmap(
     tmp: Path, shape: tuple, dtype: Any, meta: ImageMetadata, kind: str, path: Path
 ) -> np.memmap:
     """Create an empty, uncompressed TIFF at ``tmp`` and return a writable memmap of its data."""
+    perm = imagej_axes(meta.axes)[0] if kind == "imagej" else tuple(range(len(shape)))
+    stored = tuple(shape[p] for p in perm)
     dtype = imagej_dtype(dtype, path) if kind == "imagej" else np.dtype(dtype)
-    out = tifffile.memmap(tmp, shape=shape, dtype=dtype, **tiff_write_kwargs(kind, meta))
-    return out.reshape(shape)
+    out = tifffile.memmap(tmp, shape=stored, dtype=dtype, **tiff_write_kwargs(kind, meta, stored))
+    return out.reshape(stored).transpose(np.argsort(perm))  # a view in lucyd's axis order
