@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.volumes import volume_options
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple
 
@@ -29,7 +30,9 @@ def deconvolve_command(
     input: Path = typer.Argument(
         ..., help="Image to deconvolve (.tif, .ome.tif, .ome.zarr, .npy)."
     ),
-    psf: Path = typer.Option(..., "--psf", help="PSF file (same dimensionality as the image)."),
+    psf: list[Path] = typer.Option(
+        None, "--psf", help="PSF file (same dimensionality as the image); for several channels "
+        "one per channel, in channel order (repeat --psf), or one with --same-psf."),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output file (.tif, .ome.tif, .ome.zarr, .npy)."
     ),
@@ -99,21 +102,39 @@ def deconvolve_command(
         "(a dask scheduler); needs --max-memory (per-worker block memory).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    wavelength: str = typer.Option(
+        None, "--wavelength", help="Model PSFs instead of --psf: emission wavelength(s) in µm, "
+        "one per channel, e.g. 0.52,0.61 (default with --na: the file's)."),
+    na: float = typer.Option(None, "--na", help="Numerical aperture (model PSFs)."),
+    ni: float = typer.Option(1.515, "--ni", help="Immersion refractive index (model PSFs)."),
+    psf_model: str = typer.Option("born-wolf", "--psf-model", help="gaussian, born-wolf, "
+                                  "gibson-lanni, vectorial (model PSFs)."),
+    same_psf: bool = typer.Option(False, "--same-psf", help="Use the one --psf (or "
+                                  "--wavelength) for every channel."),
 ) -> None:
-    """Deconvolve INPUT with Richardson-Lucy; writes OUTPUT and OUTPUT.deconv.json (parameters)."""
+    """Deconvolve INPUT with Richardson-Lucy; writes OUTPUT and OUTPUT.deconv.json (parameters).
+
+    Time series and multichannel files: every (t, c) volume is deconvolved with its channel's
+    PSF into one OUTPUT with the same axes, channel names, wavelengths and time interval."""
     from lucyd.deconv import deconvolve_file, parse_memory
 
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
-    if not psf.exists():
-        raise InputError(f"{psf}: no such file or folder")
+    for path in psf or []:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
     start_value = _number_or_auto(start, "--start") if start not in ("mean", "image") else start
     alpha = _number_or_auto(wb_alpha, "--wb-alpha")
+    volumes = volume_options(input, psf, wavelength=wavelength, na=na, ni=ni, psf_model=psf_model,
+                             same_psf=same_psf)
+    if volumes is not None and alpha == "auto":
+        raise InputError("--wb-alpha auto: calibrates one volume; give a number for time series, "
+                         "channels or model PSFs")
     if alpha == "auto":
         from lucyd.io import read_image
         from lucyd.restore.pipeline import calibrated_wb_alpha
 
-        alpha = calibrated_wb_alpha(read_image(input)[0], read_image(psf)[0])["alpha"]
+        alpha = calibrated_wb_alpha(read_image(input)[0], read_image(psf[0])[0])["alpha"]
         if not quiet:
             typer.echo(f"--wb-alpha auto: alpha = {alpha:.3g} (calibrated on matched synthetic data)")
     floor_value = _number_or_auto(floor, "--floor")
@@ -148,10 +169,15 @@ def deconvolve_command(
     if psf_voxel_size is not None:
         kwargs["psf_voxel_size"] = parse_float_tuple(psf_voxel_size, "--psf-voxel-size")
     _validate_choices(kwargs)
-    if not quiet:
-        _print_estimate(input, psf, kwargs)
     t0 = time.perf_counter()
-    deconvolve_file(input, psf, output, **kwargs)
+    if volumes is not None:  # time points, channels or model PSFs: one volume at a time
+        from lucyd.deconv.hyperstack import deconvolve_volumes_file
+
+        deconvolve_volumes_file(input, output, **volumes, **kwargs)
+    else:
+        if not quiet:
+            _print_estimate(input, psf[0], kwargs)
+        deconvolve_file(input, psf[0], output, **kwargs)
     if not quiet:
         typer.echo(
             f"wrote {output} ({kwargs['iterations']} iterations, {back_projector}, "

@@ -14,36 +14,8 @@ from lucyd.io import image_info, read_image, write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import ImageMetadata
 from lucyd.io.outputs import check_output_path
+from lucyd.psf.channels import psf_from_optics
 from lucyd.restore.pipeline import RestoreConfig, RestoreResult, restore
-
-
-def psf_from_optics(shape: Sequence[int], voxel_size: Sequence[float], *, na: float, wavelength: float,
-                    ni: float, model: str = "born-wolf") -> np.ndarray:
-    """A model PSF sized for an image: ±6 lateral FWHM, ±3 axial FWHM (at most the image).
-
-    Parameters
-    ----------
-    shape, voxel_size : sequence
-        The image's shape and voxel size (µm), (z, y, x) or (y, x).
-    na, wavelength, ni : float
-        Numerical aperture, emission wavelength (µm), immersion refractive index.
-    model : str
-        A :func:`lucyd.psf.make_psf` model name.
-    """
-    from lucyd.psf import make_psf
-
-    if voxel_size is None:
-        raise InputError("voxel_size: a PSF from --na/--wavelength needs the image's voxel size "
-                         "(in the file, or --voxel-size)")
-    lateral_fwhm = 0.51 * wavelength / na
-    axial_fwhm = 0.88 * wavelength / (ni - math.sqrt(max(ni**2 - na**2, 0.0)))
-    halves = []
-    for axis, (n, d) in enumerate(zip(shape, voxel_size, strict=True)):
-        fwhm = axial_fwhm if (len(shape) == 3 and axis == 0) else lateral_fwhm
-        reach = 3 if (len(shape) == 3 and axis == 0) else 6
-        halves.append(int(min(max(2, math.ceil(reach * fwhm / d)), max(1, n - 1))))
-    psf_shape = tuple(2 * h + 1 for h in halves)
-    return make_psf(model, psf_shape, tuple(voxel_size), na=na, wavelength=wavelength, ni=ni)
 
 
 def _output_paths(inputs: Sequence[Path], output: Path) -> list[Path]:

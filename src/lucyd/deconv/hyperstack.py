@@ -1,0 +1,119 @@
+"""Deconvolution of time series and multichannel files: every (t, c) volume with its channel's PSF."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lucyd.errors import InputError
+
+
+def deconvolve_volumes_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    psfs: Sequence[Any] | None = None,
+    wavelengths: Sequence[float] | None = None,
+    optics: dict | None = None,
+    same_psf: bool = False,
+    voxel_size: Sequence[float] | None = None,
+    psf_voxel_size: Sequence[float] | None = None,
+    config_path: str | Path | None = None,
+    progress: Any = True,
+    cancel: Any = None,
+    **kwargs: Any,
+) -> Path:
+    """Deconvolve every (t, c) volume of an image file with its channel's PSF into one file.
+
+    Each volume is deconvolved independently by :func:`lucyd.deconv.deconvolve` (Richardson
+    1972; Lucy 1974) with the PSF of its channel, so channel c at time t is exactly what
+    deconvolving that volume alone with that PSF gives. The output has the input's axes,
+    voxel size, channel names, emission wavelengths and time interval
+    (:func:`lucyd.io.hyperstack.map_volumes`); the parameters go to ``<output>.deconv.json``.
+    A single-volume file works too (one volume; e.g. with a model PSF from ``optics``).
+
+    Parameters
+    ----------
+    input_path, output_path : str or Path
+        Image (any :func:`lucyd.io.read_hyperstack` format) and output (format from the
+        extension).
+    psfs : sequence of path or array, optional
+        One PSF per channel, in channel order (or one with ``same_psf``).
+    wavelengths : sequence of float, optional
+        Emission wavelengths (µm), one per channel, for model PSFs; default the file's.
+    optics : dict, optional
+        ``{"na":, "ni":, "model":}``: model PSFs per wavelength instead of ``psfs``.
+    same_psf : bool
+        Use one PSF (or one wavelength) for every channel.
+    voxel_size, psf_voxel_size : sequence of float, optional
+        Override the image's / the PSF files' voxel size (µm); PSFs are resampled onto the
+        image grid when they differ.
+    config_path : path, optional
+        Where to save the parameters (default ``<output>.deconv.json``).
+    progress : bool or callable
+        Progress over volumes (see :func:`lucyd.progress.as_reporter`).
+    cancel : threading.Event or callable, optional
+        Stops at the next volume.
+    **kwargs
+        Parameters of :func:`lucyd.deconv.deconvolve` (``iterations``, ``back_projector``,
+        ``boundary``, ``max_memory``, ...).
+
+    Returns
+    -------
+    Path
+        ``output_path``.
+
+    Raises
+    ------
+    InputError
+        PSF or wavelength count other than the channel count, both or neither of PSFs and
+        optics, an output over an input — all before any deconvolution.
+    """
+    from lucyd.deconv.api import check_iterations, deconvolve
+    from lucyd.deconv.config import DeconvConfig
+    from lucyd.io import read_hyperstack
+    from lucyd.io.hyperstack import channel_count, map_volumes
+    from lucyd.io.outputs import check_output_path
+    from lucyd.psf.channels import channel_psfs
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    image, meta = read_hyperstack(input_path, lazy=True)
+    shape = tuple(int(n) for n in image.shape)
+    psf_paths = [Path(p) for p in (psfs or []) if isinstance(p, (str, Path))]
+    for path in psf_paths:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+    record = Path(config_path or output_path.with_name(output_path.name + ".deconv.json"))
+    for path, size in ((output_path, 4 * math.prod(shape)), (record, None)):
+        check_output_path(path, [input_path, *psf_paths], expected_bytes=size)
+    check_iterations(kwargs.get("iterations", 20))
+    unknown = set(kwargs) - set(DeconvConfig.model_fields) - {"cluster"}
+    if unknown:
+        raise InputError(f"deconvolve: unknown argument(s) {', '.join(sorted(unknown))}")
+    vs = tuple(voxel_size) if voxel_size is not None else meta.voxel_size
+    channels = channel_psfs(
+        channel_count(shape, meta), psfs=psfs, wavelengths=wavelengths,
+        file_wavelengths=meta.wavelengths, optics=optics,
+        volume_shape=shape[len(shape) - meta.spatial_ndim:], voxel_size=vs, same_psf=same_psf,
+        image_name=str(input_path),
+    )
+    cfg = DeconvConfig.from_call(
+        input=str(input_path), psf=", ".join(ch.source for ch in channels), output=str(output_path),
+        voxel_size=vs, psf_voxel_size=psf_voxel_size, **kwargs,
+    )
+    run_kwargs = cfg.deconvolve_kwargs()
+    run_kwargs.pop("psf_voxel_size")
+    if kwargs.get("cluster") is not None:
+        run_kwargs["cluster"] = kwargs["cluster"]
+
+    def deconvolve_volume(volume, where):
+        channel = channels[where.c]
+        return deconvolve(volume, channel.psf, psf_voxel_size=psf_voxel_size or channel.voxel_size,
+                          progress=False, **run_kwargs)
+
+    map_volumes(deconvolve_volume, image, meta, output_path, progress=progress, cancel=cancel,
+                desc="deconvolve (t, c) volumes")
+    cfg.save(record)
+    return output_path
