@@ -46,14 +46,14 @@ def predict_cmd(
     import warnings
 
     from lucyd.errors import LucydWarning
-    from lucyd.io import image_info, read_image
+    from lucyd.io import image_info, read_hyperstack, read_image
     from lucyd.io.api import require_finite
     from lucyd.io.outputs import check_output_path
     from lucyd.validation import voxel_size_mismatch
 
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
-    details = image_info(input)
+    details = image_info(input, hyperstack=True)
     voxels = math.prod(details.shape)
     check_output_path(output, [model, input], expected_bytes=4 * voxels * (4 if uncertainty else 1))
 
@@ -69,21 +69,25 @@ def predict_cmd(
         if not getattr(member, "complete", True):
             typer.echo(f"warning: {member.card.incomplete_message(member.path)}", err=True)
             member._warned = True
-    require_finite(read_image(input, lazy=True)[0], str(input))
+    if not details.metadata.is_volume and (uncertainty or isinstance(m, Ensemble)):
+        raise InputError(f"{input}: --uncertainty and ensembles take one volume; this file has "
+                         f"axes {details.metadata.axes}")
+    reader = read_image if details.metadata.is_volume else read_hyperstack
+    require_finite(reader(input, lazy=True)[0], str(input))
     mismatch = voxel_size_mismatch(getattr(m, "voxel_size", None), details.metadata.voxel_size,
                                    expected_name=f"the model's training data ({model})",
                                    actual_name=f"the image ({input})")
     if mismatch:
         warnings.warn(mismatch, LucydWarning, stacklevel=1)
+    if not details.metadata.is_volume:  # time points / channels: one volume at a time
+        from lucyd.train.volumes import predict_volumes_file
+
+        out = predict_volumes_file(m, input, output, tile_shape=parse_int_tuple(tile, "--tile")
+                                   if tile else None, overlap=_overlap(overlap), device=device)
+        typer.echo(f"restored {input} ({details.metadata.axes}, every volume) with {m.name} -> {out}")
+        return
     tile_shape = parse_int_tuple(tile, "--tile") if tile else None
-    ov = None
-    if overlap:
-        try:
-            ov = tuple(int(v) for v in overlap.split(","))
-        except ValueError:
-            raise InputError(
-                f"--overlap: expected comma-separated integers, got {overlap!r}"
-            ) from None
+    ov = _overlap(overlap)
     if uncertainty or isinstance(m, Ensemble):
         written = predict_uncertainty_file(m, input, output, uncertainty=uncertainty,
                                            tile_shape=tile_shape, overlap=ov, device=device)
@@ -93,3 +97,12 @@ def predict_cmd(
         return
     out = predict_file(m, input, output, tile_shape=tile_shape, overlap=ov, device=device)
     typer.echo(f"restored {input} with {m.name} -> {out}")
+
+
+def _overlap(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--overlap: expected comma-separated integers, got {text!r}") from None
