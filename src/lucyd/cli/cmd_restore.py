@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.volumes import is_hyperstack, volume_options
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple
 
@@ -51,9 +52,11 @@ def _print_summary(paths, records) -> None:
 def restore_command(
     inputs: list[Path] = typer.Argument(None, help="Raw image(s) sharing one PSF (.tif, .ome.tif, .ome.zarr, .npy)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (one input) or folder (several)."),
-    psf: Path = typer.Option(None, "--psf", help="PSF file; or give --na, --wavelength and --ni."),
+    psf: list[Path] = typer.Option(None, "--psf", help="PSF file; one per channel (repeat --psf, channel order) "
+                                   "for a multichannel image; or give --na, --wavelength and --ni."),
     na: float = typer.Option(None, "--na", help="Numerical aperture (for a model PSF)."),
-    wavelength: float = typer.Option(None, "--wavelength", help="Emission wavelength in µm (model PSF)."),
+    wavelength: str = typer.Option(None, "--wavelength", help="Emission wavelength in µm (model PSF); one per "
+                                   "channel, e.g. 0.52,0.61 (default with --na: the file's)."),
     ni: float = typer.Option(1.515, "--ni", help="Immersion refractive index (model PSF)."),
     psf_model: str = typer.Option("born-wolf", "--psf-model", help="gaussian, born-wolf, gibson-lanni, vectorial."),
     voxel_size: str = typer.Option(None, "--voxel-size", help="Voxel size in µm, e.g. 0.3,0.1,0.1 (else the file's)."),
@@ -73,6 +76,7 @@ def restore_command(
     report: bool = typer.Option(True, "--report/--no-report", help="Write <output>.html with figures."),
     sample: bool = typer.Option(False, "--sample", help="Restore the built-in sample (a synthetic widefield "
                                 "specimen with its ground truth) into the folder -o."),
+    same_psf: bool = typer.Option(False, "--same-psf", help="Use the one --psf (or --wavelength) for every channel."),
 ) -> None:
     """Restore raw images with a network trained on synthetic data calibrated to them, checked with physics."""
     from lucyd.restore import RestoreConfig
@@ -92,13 +96,26 @@ def restore_command(
         return
     if not inputs:
         raise InputError("inputs: give at least one image (or --sample)")
+    vs = parse_float_tuple(voxel_size, "voxel_size") if voxel_size else None
+    if len(inputs) == 1 and (len(psf or []) > 1 or "," in (wavelength or "") or is_hyperstack(inputs[0])):
+        from lucyd.restore.volumes import restore_volumes_file
+
+        volumes = volume_options(inputs[0], psf, wavelength=wavelength, na=na, ni=ni, psf_model=psf_model,
+                                 same_psf=same_psf)
+        out = restore_volumes_file(inputs[0], output, **volumes, config=cfg, voxel_size=vs)
+        typer.echo(f"wrote {out} (every (t, c) volume); records in {out}.restore.json")
+        return
+    if len(psf or []) > 1:
+        raise InputError("--psf: several PSFs are for the channels of one multichannel input")
+    psf = psf[0] if psf else None
     optics = None
     if psf is None:
         missing = [n for n, v in (("--na", na), ("--wavelength", wavelength)) if v is None]
         if missing:
             raise InputError(f"psf: give --psf, or a model PSF with {' and '.join(missing)}")
-        optics = {"na": na, "wavelength": wavelength, "ni": ni, "model": psf_model}
-    vs = parse_float_tuple(voxel_size, "voxel_size") if voxel_size else None
+        from lucyd.psf.channels import parse_wavelengths
+
+        optics = {"na": na, "wavelength": parse_wavelengths(wavelength)[0], "ni": ni, "model": psf_model}
     import json
 
     paths = restore_files(inputs, output, psf=psf, optics=optics, config=cfg, voxel_size=vs, report=report)
