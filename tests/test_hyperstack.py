@@ -318,24 +318,32 @@ def test_restore_each_volume_with_its_channels_psf(tmp_path, one_thread):
 
 
 def test_predict_every_volume(tmp_path, one_thread):
-    import torch
+    from lucyd.train import TrainConfig, load_model, train
 
-    from lucyd.nets.registry import build_network
-    from lucyd.train.model import RestorationModel
-    from lucyd.train.volumes import predict_volumes_file
-
-    torch.manual_seed(0)
-    net = build_network("care", ndim=2, depth=1, first_filters=4)
-    model = RestorationModel(net, {"network": {"name": "care", "ndim": 2},
-                                   "normalization": {"percentiles": [1.0, 99.0]}})
-    stack = np.random.default_rng(3).random((2, 3, 16, 16)).astype(np.float32) * 100
-    meta = HyperstackMetadata("TCYX", (0.1, 0.1), channel_names=("a", "b", "c"), time_interval=4.0)
+    rng = np.random.default_rng(3)
+    meta2d = ImageMetadata("YX", (0.13, 0.13))
+    for i in range(3):  # a 2-step RLN: what matters is the loop, not the model's quality
+        gt = (rng.random((32, 32)) > 0.9) * 200.0 + 10.0
+        write_image(tmp_path / "data" / "raw" / f"{i}.tif", rng.poisson(gt).astype(np.float32), meta2d)
+        write_image(tmp_path / "data" / "gt" / f"{i}.tif", gt.astype(np.float32), meta2d)
+    config = TrainConfig.build(model="rln", patch=(16, 16), batch=2, steps=2, val_interval=2,
+                               val_patches=2, device="cpu", seed=0)
+    model_dir = train(config, tmp_path / "data", tmp_path / "model")
+    stack = (rng.random((2, 3, 32, 32)) * 100).astype(np.float32)
+    meta = HyperstackMetadata("TCYX", (0.13, 0.13), channel_names=("a", "b", "c"),
+                              time_interval=4.0)
     path = write_image(tmp_path / "in.ome.tif", stack, meta)
-    out = predict_volumes_file(model, path, tmp_path / "p.ome.zarr", device="cpu", progress=False)
+    out = tmp_path / "p.ome.zarr"
+    result = CliRunner().invoke(app, ["predict", str(model_dir), str(path), "-o", str(out),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
     data, got = read_hyperstack(out)
     assert got == meta
-    alone = model.predict(stack[1, 2], device="cpu", progress=False)
-    np.testing.assert_allclose(data[1, 2], alone, rtol=1e-5, atol=1e-5)
+    alone = load_model(model_dir).predict(stack[1, 2], device="cpu", progress=False)
+    np.testing.assert_allclose(data[1, 2], alone, rtol=1e-4, atol=1e-4)
+    refused = CliRunner().invoke(app, ["predict", str(model_dir), str(path), "-o",
+                                       str(tmp_path / "u.tif"), "--uncertainty"])
+    assert refused.exit_code == 2 and "one volume" in refused.output
 
 
 # ------------------------------------------------------------------------------ vendor files

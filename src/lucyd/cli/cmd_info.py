@@ -29,11 +29,11 @@ def info(
 
     The statistics are computed block by block, so large zarr/TIFF files are never loaded whole.
     """
-    from lucyd.io import image_info, read_image  # here, so that `lucyd --help` stays fast
+    from lucyd.io import image_info, read_hyperstack  # here, so that `lucyd --help` stays fast
     from lucyd.io.api import image_stats
 
-    details = image_info(path)
-    data, _ = read_image(path, lazy=True)
+    details = image_info(path, hyperstack=True)
+    data, _ = read_hyperstack(path, lazy=True)
     stats = image_stats(data)
     meta = details.metadata
     record = {
@@ -48,12 +48,15 @@ def info(
         "mean": None if math.isnan(stats["mean"]) else stats["mean"],
         "nonfinite": stats["nonfinite"],
     }
+    if not meta.is_volume:  # time points and channels
+        record.update(channel_names=meta.channel_names, wavelengths_um=meta.wavelengths,
+                      time_interval_s=meta.time_interval)
     if json_output:
         typer.echo(json.dumps(record))
         return
     if meta.voxel_size is not None:
         sizes = " x ".join(f"{v:.6g}" for v in meta.voxel_size)
-        voxel = f"{sizes} µm ({', '.join(meta.axes.lower())})"
+        voxel = f"{sizes} µm ({', '.join(meta.spatial_axes.lower())})"
     else:
         voxel = "unknown"
     lines = [
@@ -67,6 +70,12 @@ def info(
         ("max", _number(stats["max"])),
         ("mean", _number(stats["mean"])),
     ]
+    if meta.channel_names is not None and not meta.is_volume:
+        lines.append(("channels", ", ".join(meta.channel_names)))
+    if meta.wavelengths is not None and not meta.is_volume:
+        lines.append(("emission", ", ".join("?" if w is None else f"{w:g} µm" for w in meta.wavelengths)))
+    if meta.time_interval is not None:
+        lines.append(("time step", f"{meta.time_interval:g} s"))
     if stats["nonfinite"]:
         lines.append(("non-finite", str(stats["nonfinite"])))
     for key, value in lines:
