@@ -56,6 +56,16 @@ def test_metadata_maps_to_napari_and_validates():
                     HyperstackMetadata("CZYX", channel_names=("a", "b")))
 
 
+def test_layer_kwargs_open_one_napari_layer_per_channel():
+    components = pytest.importorskip("napari.components")
+    layers = components.ViewerModel().add_image(np.zeros((2, 2, 3, 4, 5), np.float32),
+                                                **META.layer_kwargs())
+    assert [layer.name for layer in layers] == ["DAPI", "GFP"]
+    assert all(tuple(layer.scale) == (2.5, 0.3, 0.1, 0.1) for layer in layers)
+    assert layers[0].axis_labels == ("t", "z", "y", "x")
+    assert [str(u) for u in layers[0].units] == ["second"] + ["micrometer"] * 3
+
+
 # ---------------------------------------------------------------------------- round trips
 
 

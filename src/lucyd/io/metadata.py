@@ -313,6 +313,22 @@ class ImageMetadata:
         image is split with ``channel_axis``."""
         return tuple(s for a, s in zip(self.axes, self.scale, strict=True) if a != "C")
 
+    def layer_kwargs(self) -> dict:
+        """Keyword arguments for napari's ``viewer.add_image(data, **meta.layer_kwargs())``:
+        ``channel_axis`` (when there is one), ``scale`` (:meth:`layer_scale`), ``axis_labels``,
+        ``units`` (second, micrometre; "pixel" when unknown) and ``name`` (the channel names)."""
+        kept = [a for a in self.axes if a != "C"]
+        units = {"T": "second" if self.time_interval else "pixel"}
+        units.update({a: "micrometer" if self.voxel_size else "pixel" for a in self.spatial_axes})
+        out: dict = {"scale": self.layer_scale(), "axis_labels": tuple(a.lower() for a in kept),
+                     "units": tuple(units[a] for a in kept)}
+        if self.channel_axis is not None:
+            out["channel_axis"] = self.channel_axis
+        if self.channel_names is not None:
+            names = list(self.channel_names)
+            out["name"] = names if self.channel_axis is not None else names[0]
+        return out
+
     def volume(self) -> ImageMetadata:
         """Metadata of one (t, c) volume: spatial axes and voxel size only."""
         return ImageMetadata(self.spatial_axes, self.voxel_size, dict(self.extra))
