@@ -210,8 +210,13 @@ def architecture_source(net, card) -> tuple[str, str, dict]:
 def scripted(net, example, shapes: Sequence[tuple[int, ...]]):
     """TorchScript of ``net`` (``torch.jit.script``, else a trace), checked on every shape.
 
-    Raises :class:`LucydError` when the script disagrees with the network on a valid input
-    shape (a trace that baked a shape into the graph).
+    The check runs the script and the network on random inputs of each spatial shape (batch
+    1, 2, 1, ...); a trace that baked a shape or batch size into its graph fails it.
+
+    Raises
+    ------
+    LucydError
+        The script disagrees with the network on one of the shapes.
     """
     import torch
 
@@ -226,8 +231,8 @@ def scripted(net, example, shapes: Sequence[tuple[int, ...]]):
                 module = torch.jit.trace(net, torch.from_numpy(example), check_trace=False)
             how = "trace"
         rng = np.random.default_rng(0)
-        for shape in shapes:
-            x = torch.from_numpy(rng.random((1, 1, *shape), dtype=np.float32))
+        for batch, shape in zip((1, 2) * len(shapes), shapes, strict=False):
+            x = torch.from_numpy(rng.random((batch, 1, *shape), dtype=np.float32))
             want, got = net(x), module(x)
             if want.shape != got.shape or not torch.allclose(
                 got, want, rtol=SCRIPT_TOLERANCE, atol=SCRIPT_TOLERANCE
@@ -333,6 +338,21 @@ def _name(card, model_dir: Path, name: str | None) -> str:
     return clean[:128]
 
 
+def check_license(license: str) -> str:
+    """``license`` when bioimage.io knows it as an SPDX identifier, else a one-line InputError."""
+    from bioimageio.spec.model import v0_5 as bio
+    from pydantic import ValidationError
+
+    try:
+        bio.LicenseId(license)
+    except (ValidationError, ValueError):
+        raise InputError(
+            f"license: {license!r} is not an SPDX license identifier (e.g. CC-BY-4.0, MIT, "
+            "BSD-3-Clause)"
+        ) from None
+    return license
+
+
 def citations(card, cite) -> list[dict]:
     """``[{text, doi}]``: ``cite`` when given, else the network's paper (its spec's DOI)."""
     if cite:
@@ -414,6 +434,7 @@ def export_bioimageio(
     output = Path(output)
     if output.suffix.lower() != ".zip":
         raise InputError(f"output: a bioimage.io package is a .zip file, got {output.name!r}")
+    check_license(license)
     model = load_model(model_dir)
     if not model.complete:
         raise InputError(f"{model.card.incomplete_message(model_dir)} before exporting it")
@@ -604,8 +625,9 @@ def build_description(
         )
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(v) for v in err["loc"])
-        raise InputError(f"bioimage.io description: {loc}: {err['msg']}") from None
+        loc = ".".join(str(v) for v in err["loc"]) or "model"
+        msg = str(err["msg"]).splitlines()[0][:300]
+        raise InputError(f"bioimage.io description: {loc}: {msg}") from None
 
 
 def _login() -> str:

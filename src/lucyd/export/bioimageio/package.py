@@ -97,12 +97,13 @@ class PackageFiles:
 def is_bioimageio_package(path: str | Path) -> bool:
     """True when ``path`` is a bioimage.io package: a zip file or folder with an rdf, or the rdf.
 
-    A lucyd model folder (``model.json``) or ensemble folder is not one.
+    A lucyd model or ensemble folder (no rdf) is not one; an unpacked package is, although it
+    holds the model card ``model.json`` too.
     """
     path = Path(path)
     if path.is_dir():
-        return not (path / "model.json").is_file() and (
-            any((path / n).is_file() for n in RDF_NAMES) or any(path.glob("*.bioimageio.yaml"))
+        return any((path / n).is_file() for n in RDF_NAMES) or any(
+            path.glob("*.bioimageio.yaml")
         )
     if path.is_file() and _is_rdf_name(path.name):
         return True
