@@ -292,8 +292,8 @@ A {card.network.name.upper()} network ({card.network.ndim}D) trained with lucyd
 model package (spec 0.5).
 
 ## Input
-One channel, axes batch, channel, {axes}; every spatial size `{min_shape[0]} + n·{step}`
-(the network's size multiple is {step}). The training data's voxel size was
+One channel, axes batch, channel, {axes}; spatial sizes `min + n·{step}` with `min` =
+{tuple(min_shape)} (the network's size multiple is {step}). The training data's voxel size was
 {tuple(vs) if vs else 'not recorded'} µm; other sampling changes what the network sees.
 Preprocessing `scale_range` maps the input's own {p_lo} and {p_hi} percentiles (over the whole
 image) to 0 and 1, as lucyd does.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lucyd.errors import FileFormatError, InputError
+from lucyd.errors import FileFormatError, InputError, LucydError
 from lucyd.export.bioimageio.export import require_bioimageio
 from lucyd.export.bioimageio.package import PackageFiles, load_lucyd_package, lucyd_entry
 
@@ -187,7 +187,14 @@ def predict_with_bioimageio_core(
         kind = _axis_type(axis)
         if kind == "channel" or (kind == "batch" and not planes):
             data = np.expand_dims(data, i)
-    sample = predict(model=descr, inputs={spec_in.id: Tensor(data, dims=tuple(dims))})
+    try:
+        sample = predict(model=descr, inputs={spec_in.id: Tensor(data, dims=tuple(dims))})
+    except Exception as exc:  # noqa: BLE001 - a backend, weights or processing failure
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise LucydError(
+            f"{package}: bioimageio.core could not run the package "
+            f"({type(exc).__name__}{': ' + first if first else ''})"
+        ) from None
     result = sample.members[spec_out.id]
     out_dims = [str(d) for d in result.dims]
     arr = np.asarray(result.data, dtype=np.float32)
