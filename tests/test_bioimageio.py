@@ -79,6 +79,7 @@ def _npy(package: Path, name: str) -> np.ndarray:
 # ------------------------------------------------------------------ the package and its test
 
 
+@pytest.mark.slow  # a fresh interpreter imports bioimageio.core and lucyd (about 10 s of CPU)
 def test_exported_package_passes_bioimageio_test(exported, tmp_path):
     """The Done-when of issue 14: `bioimageio test model.zip` (bioimageio.core's CLI) passes."""
     _, package = exported
