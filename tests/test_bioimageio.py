@@ -288,3 +288,25 @@ def test_axis_scales_survive_bioimageio_size_arithmetic():
     assert unit in (None, "micrometer")
     assert unit is None or all(np.all(sizes * s / s == sizes) for s in scales)
     assert axis_scales((0.5, 0.25)) == ("nanometer", (500.0, 250.0))
+
+
+def test_3d_package_axes_and_scales(tmp_path, one_thread):
+    """A 3D RLN: z, y, x axes with the anisotropic voxel size in nm; the spec validates it.
+
+    (bioimageio.core's full test of a 3D package: benchmarks/bench_bioimageio.py.)
+    """
+    from bioimageio.spec import load_model_description
+
+    data = _dataset(tmp_path / "data", shape=(24, 32, 32), n=2, voxel=(0.3, 0.13, 0.13))
+    cfg = TrainConfig.build(model="rln", patch=(8, 16, 16), batch=1, steps=1, val_interval=1,
+                            val_patches=1, device="cpu", seed=0)
+    model_dir = train(cfg, data, tmp_path / "model")
+    package = export_bioimageio(model_dir, tmp_path / "rln3d.zip", authors=["Test Author"])
+    rdf = yaml.safe_load(_read(package, "rdf.yaml"))
+    space = [a for a in rdf["inputs"][0]["axes"] if a["type"] == "space"]
+    assert [(a["id"], a["scale"], a["unit"]) for a in space] == [
+        ("z", 300.0, "nanometer"), ("y", 130.0, "nanometer"), ("x", 130.0, "nanometer")]
+    assert _npy(package, "test_input.npy").shape == (1, 1, 38, 38, 38)  # 24×32×32 mirror-padded
+    descr = load_model_description(str(package))  # format, hashes, test tensors vs axes
+    assert [str(a.id) for a in descr.outputs[0].axes] == ["batch", "channel", "z", "y", "x"]
+    assert [a.halo for a in descr.outputs[0].axes[2:]] == [18, 18, 18]

@@ -72,12 +72,12 @@ SCRIPT_TOLERANCE = 1e-4
 _EXTRA_HINT = "install the bioimage.io extra: pip install 'lucyd[bioimageio]'"
 
 
-def require_bioimageio(what: str = "bioimage.io packages"):
+def require_bioimageio(what: str = "this"):
     """Import ``bioimageio.spec`` or raise a one-line :class:`InputError` saying how to get it."""
     try:
         import bioimageio.spec as spec
     except ImportError:
-        raise InputError(f"{what} need bioimageio.spec; {_EXTRA_HINT}") from None
+        raise InputError(f"{what} needs bioimageio.spec; {_EXTRA_HINT}") from None
     return spec
 
 
@@ -135,13 +135,16 @@ def tensor_test_shape(sample_shape, min_shape, step, extent) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def crop_or_pad(image: np.ndarray, shape) -> np.ndarray:
-    """The centre ``shape`` of ``image``, mirror-padded (symmetric) where it is smaller."""
-    pad = [(0, max(0, s - n)) for s, n in zip(shape, image.shape, strict=True)]
-    if any(p[1] for p in pad):
-        image = np.pad(image, pad, mode="symmetric")
-    start = [(n - s) // 2 for s, n in zip(shape, image.shape, strict=True)]
-    return image[tuple(slice(a, a + s) for a, s in zip(start, shape, strict=True))]
+def crop_or_pad(image, shape) -> np.ndarray:
+    """The centre ``shape`` of ``image`` as float32, mirror-padded (symmetric) where smaller.
+
+    ``image`` may be lazy (Zarr, a lazily read TIFF): only the centre region is read.
+    """
+    start = [max(0, (n - s) // 2) for s, n in zip(shape, image.shape, strict=True)]
+    region = tuple(slice(a, a + s) for a, s in zip(start, shape, strict=True))
+    block = np.asarray(image[region], dtype=np.float32)
+    pad = [(0, s - n) for s, n in zip(shape, block.shape, strict=True)]
+    return np.pad(block, pad, mode="symmetric") if any(p[1] for p in pad) else block
 
 
 # ---------------------------------------------------------------------- sample and test tensors
@@ -179,7 +182,9 @@ def make_test_tensors(model, sample: np.ndarray, *, device: str = "cpu"):
     """
     min_shape, step, _ = input_geometry(model)
     shape = tensor_test_shape(sample.shape, min_shape, step, TEST_EXTENT[model.ndim])
-    x = np.ascontiguousarray(crop_or_pad(np.asarray(sample, np.float32), shape))
+    x = np.ascontiguousarray(crop_or_pad(sample, shape))
+    if not np.all(np.isfinite(x)):
+        raise InputError("sample: the test region holds NaN or Inf values")
     restored = model.predict(x, all_channels=True, device=device, progress=False)
     norm_in, _ = model.normalizers(x)
     y = np.empty_like(restored)
@@ -439,6 +444,8 @@ def export_bioimageio(
     if not model.complete:
         raise InputError(f"{model.card.incomplete_message(model_dir)} before exporting it")
     card = model.card
+    refs = citations(card, cite)
+    pkg_name = _name(card, model_dir, name)
     sample_path = None
     if sample is None:
         sample_path = default_sample(card, model_dir)
@@ -446,21 +453,20 @@ def export_bioimageio(
         sample_path = Path(sample)
     check_output_path(output, [model_dir] + ([sample_path] if sample_path else []))
     if sample_path is not None:
-        sample = read_image(sample_path)[0]
-    sample = np.asarray(sample)
-    if sample.ndim != model.ndim:
+        sample = read_image(sample_path, lazy=True)[0]
+    elif not hasattr(sample, "shape"):
+        sample = np.asarray(sample)
+    if len(sample.shape) != model.ndim:
         raise InputError(
             f"sample: the model restores {model.ndim}D images but the sample is "
-            f"{sample.ndim}D with shape {sample.shape}"
+            f"{len(sample.shape)}D with shape {tuple(sample.shape)}"
         )
-    if sample.dtype.kind not in "biuf" or not np.all(np.isfinite(sample)):
-        raise InputError("sample: expected a finite numeric image")
+    if np.dtype(sample.dtype).kind not in "biuf":
+        raise InputError(f"sample: expected a numeric image, got dtype {sample.dtype}")
 
     min_shape, step, halo = input_geometry(model)
     x, y = make_test_tensors(model, sample, device=device)
     ratio = float(model.output_ratio)
-    refs = citations(card, cite)
-    pkg_name = _name(card, model_dir, name)
     state = load_model(model_dir, fuse_batch_norm=False).net.state_dict()
     with tempfile.TemporaryDirectory(prefix="lucyd-bioimageio-") as tmp:
         tmp = Path(tmp)

@@ -126,7 +126,7 @@ def predict_with_bioimageio_core(
         Several or no inputs, time or index axes, more than one input channel, spatial axes
         that do not match the image.
     """
-    require_bioimageio("bioimage.io prediction")
+    require_bioimageio("running another tool's bioimage.io package")
     try:
         from bioimageio.core import predict
         from bioimageio.core.tensor import Tensor
@@ -270,10 +270,10 @@ def bioimageio_test(package: str | Path, *, device: str | None = None):
     bioimageio.spec.ValidationSummary
         ``.status`` is ``"passed"`` or ``"failed"``; ``.format()`` the report.
     """
-    require_bioimageio("bioimage.io tests")
+    require_bioimageio("bioimage.io testing")
     try:
         from bioimageio.core import test_model
     except ImportError:
-        raise InputError("bioimage.io tests need bioimageio.core; "
+        raise InputError("bioimage.io testing needs bioimageio.core; "
                          "install it: pip install 'lucyd[bioimageio]'") from None
     return test_model(str(package), devices=None if device is None else [device])
