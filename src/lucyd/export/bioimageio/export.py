@@ -292,8 +292,8 @@ def readme_text(card, *, name: str, min_shape, step, halo, ratio: float, cite: l
     refs = "\n".join(f"- {c['text']} doi:{c['doi']}" for c in cite)
     return f"""# {name}
 
-A {card.network.name.upper()} network ({card.network.ndim}D) trained with lucyd
-(physics-informed restoration of fluorescence microscopy images), exported as a bioimage.io
+Network: {card.network.name.upper()} ({card.network.ndim}D), trained with lucyd
+(physics-informed restoration of fluorescence microscopy images) and exported as a bioimage.io
 model package (spec 0.5).
 
 ## Input
@@ -309,8 +309,11 @@ percentile `p_lo`, 1 its {p_hi} percentile `p_hi`. For the input's intensity sca
 `p_lo + output · (p_hi − p_lo)` (the bioimage.io spec cannot express a map back through a
 statistic of the input; `lucyd predict THIS.zip IN -o OUT` does it, and gives lucyd's own
 restoration). The post-processing multiplies by the training pairs' target-to-input scale ratio
-{ratio:.6g}, so bright structures keep the flux of the training targets.
+{ratio:.6g}, so the output has the training targets' intensity scale relative to the input.
 Tiled prediction discards a halo of {halo} voxels per side (the network's receptive radius).
+A consumer that mirrors the input by the halo before the `scale_range` preprocessing (as
+bioimageio.core's whole-image prediction does) takes the percentiles over the mirrored border
+too, and its border voxels see mirrored context: expect small differences from lucyd there.
 
 ## Training record
 Attached `model.json` (network, normalisation, provenance, status), `config.json` (the
