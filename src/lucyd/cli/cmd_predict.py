@@ -15,7 +15,8 @@ from lucyd.validation import parse_int_tuple
 @handle_errors
 def predict_cmd(
     model: Path = typer.Argument(
-        ..., help="Model folder written by lucyd train (or an ensemble folder, --ensemble K)."
+        ..., help="Model folder written by lucyd train, an ensemble folder, or a bioimage.io "
+        "model package (.zip, its folder or rdf.yaml; lucyd's own or another tool's)."
     ),
     input: Path = typer.Argument(..., help="Input image (TIFF, OME-TIFF, Zarr, npy)."),
     output: Path = typer.Option(
@@ -56,6 +57,11 @@ def predict_cmd(
     details = image_info(input, hyperstack=True)
     voxels = math.prod(details.shape)
     check_output_path(output, [model, input], expected_bytes=4 * voxels * (4 if uncertainty else 1))
+    from lucyd.export.bioimageio.package import is_bioimageio_package
+
+    if is_bioimageio_package(model):  # lucyd's own package or another tool's: lucyd.export
+        _predict_package(model, input, output, tile, overlap, device, uncertainty)
+        return
 
     from lucyd.train import IncompleteModelWarning, predict_file
     from lucyd.train.ensemble import Ensemble, load_any
@@ -97,6 +103,20 @@ def predict_cmd(
         return
     out = predict_file(m, input, output, tile_shape=tile_shape, overlap=ov, device=device)
     typer.echo(f"restored {input} with {m.name} -> {out}")
+
+
+def _predict_package(model, input, output, tile, overlap, device, uncertainty) -> None:
+    """A bioimage.io package: :func:`lucyd.export.bioimageio.predict_package_file`."""
+    from lucyd.export.bioimageio import predict_package_file
+
+    if uncertainty:
+        raise InputError("--uncertainty: needs a lucyd model or ensemble folder, not a package")
+    written = predict_package_file(
+        model, input, output, device=device,
+        tile_shape=parse_int_tuple(tile, "--tile") if tile else None,
+        overlap=_overlap(overlap),
+    )
+    typer.echo(f"restored {input} with {model} -> " + ", ".join(str(p) for p in written.values()))
 
 
 def _overlap(text: str | None) -> tuple[int, ...] | None:

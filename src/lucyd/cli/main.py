@@ -10,6 +10,7 @@ from lucyd.cli import (  # noqa: F401  (each module registers its commands on ``
     cmd_demo,
     cmd_denoise,
     cmd_evaluate,
+    cmd_export,
     cmd_info,
     cmd_isotropic,
     cmd_predict,

@@ -202,5 +202,6 @@ SPEC = register_spec(
         },
         size_multiple=4,  # 2**depth with the default depth 2
         reference="Weigert et al., Nature Methods 15:1090 (2018)",
+        doi="10.1038/s41592-018-0216-7",
     )
 )

@@ -151,5 +151,6 @@ SPEC = register_spec(
         },
         size_multiple=2,  # one 2× down-sampling
         reference="Guo et al., Nature Biotechnology 38:1337 (2020)",
+        doi="10.1038/s41587-020-0560-x",
     )
 )

@@ -399,5 +399,6 @@ SPEC = register_spec(
         losses={"rbcr": rbcr_train_loss},
         size_multiple=4,  # 2**levels with the default 2 levels
         reference="Li, Kudryashev & Yakimovich, ECCV (2024)",
+        doi="10.48550/arXiv.2407.03239",
     )
 )

@@ -190,5 +190,6 @@ SPEC = register_spec(
         },
         size_multiple=1,  # no down-sampling
         reference="Chen et al., Nature Methods 18:678 (2021)",
+        doi="10.1038/s41592-021-01155-x",
     )
 )

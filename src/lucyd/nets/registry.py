@@ -57,6 +57,8 @@ class NetworkSpec:
         Supported spatial dimensionalities.
     reference : str
         The paper the network and recipe come from.
+    doi : str
+        That paper's DOI (cited by exported bioimage.io packages); empty when it has none.
     """
 
     name: str
@@ -67,6 +69,7 @@ class NetworkSpec:
     receptive_radius: int | None = None
     ndims: tuple[int, ...] = (2, 3)
     reference: str = ""
+    doi: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "name", self.name.lower())

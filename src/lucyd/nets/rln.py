@@ -47,6 +47,20 @@ DIV_EPS = 1e-3
 FP_SIGMA_FACTORS = (2.0, 0.5, 1.0, 1.5)
 
 
+def _quotient(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``a / (x + 1e-3)`` with non-finite quotients set to zero (the forward of :class:`RLDivide`)."""
+    return torch.nan_to_num(a / (x + DIV_EPS), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _custom_gradient(a: torch.Tensor, x: torch.Tensor) -> bool:
+    """True when autograd will differentiate through ``a`` or ``x`` (training).
+
+    At inference the plain forward runs instead of the autograd Function, so the network can be
+    traced to TorchScript (a bioimage.io package's weights; Functions cannot be exported).
+    """
+    return torch.is_grad_enabled() and (a.requires_grad or x.requires_grad)
+
+
 class RLDivide(torch.autograd.Function):
     """``q = a / (x + 1e-3)`` with RLN's gradients: ``dy`` for ``a``, ``−q²·dy`` for ``x``.
 
@@ -57,7 +71,7 @@ class RLDivide(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        q = torch.nan_to_num(a / (x + DIV_EPS), nan=0.0, posinf=0.0, neginf=0.0)
+        q = _quotient(a, x)
         ctx.save_for_backward(q)
         return q
 
@@ -87,12 +101,12 @@ class RLMultiply(torch.autograd.Function):
 
 def rl_divide(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """RL division ``a / (x + 1e-3)`` with RLN's custom gradient (see :class:`RLDivide`)."""
-    return RLDivide.apply(a, x)
+    return RLDivide.apply(a, x) if _custom_gradient(a, x) else _quotient(a, x)
 
 
 def rl_multiply(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """RL multiplication ``a · x`` with RLN's custom gradient (see :class:`RLMultiply`)."""
-    return RLMultiply.apply(a, x)
+    return RLMultiply.apply(a, x) if _custom_gradient(a, x) else a * x
 
 
 class _ConvBN(nn.Module):
@@ -294,5 +308,6 @@ SPEC = register_spec(
         # and the transposed conv (+2) + BP1's last conv (+1) + the merge part (+3)
         receptive_radius=18,
         reference="Li et al., Nature Methods 19:1427 (2022)",
+        doi="10.1038/s41592-022-01652-7",
     )
 )

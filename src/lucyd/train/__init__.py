@@ -12,7 +12,7 @@
 
 from lucyd.train.card import FORMAT_VERSION, ModelCard
 from lucyd.train.config import TrainConfig, network_recipe
-from lucyd.train.loading import load_model, predict_file
+from lucyd.train.loading import load_model, model_from_weights, predict_file
 from lucyd.train.losses import LOSSES, get_loss, register_loss
 from lucyd.train.model import (
     IncompleteModelWarning,
@@ -28,6 +28,7 @@ __all__ = [
     "train",
     "recalibrate_batch_norm",
     "load_model",
+    "model_from_weights",
     "RestorationModel",
     "predict_file",
     "default_tile_shape",

@@ -6,7 +6,6 @@ See :mod:`lucyd.train.model` for the folder layout and the prediction path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +49,6 @@ def load_model(
         The model card says the training has not finished (``running``: still training or
         killed; ``interrupted``: stopped early by a time limit or Ctrl-C); resume it.
     """
-    from lucyd.nets import build_network
     from lucyd.train.config import TrainConfig
 
     path = Path(model_dir)
@@ -72,8 +70,7 @@ def load_model(
     ):
         raise FileFormatError(f"{path}: model.json lacks the network or normalisation fields")
     card = ModelCard.from_dict(info, path / "model.json")
-    name, ndim = card.network.name, card.network.ndim
-    kwargs: dict[str, Any] = dict(card.network.kwargs)
+    name = card.network.name
     try:
         cfg = TrainConfig.load(path / "config.json")
     except InputError as exc:
@@ -101,22 +98,50 @@ def load_model(
         raise FileFormatError(
             f"{wpath}: weights of network {ckpt.get('model_name')!r} but model.json says {name!r}"
         )
+    model = model_from_weights(card, ckpt["model"], path, fuse_batch_norm=fuse_batch_norm,
+                               weights_name=wpath)
+    model.warn_if_incomplete()
+    return model
+
+
+def model_from_weights(
+    card: ModelCard,
+    state_dict: dict,
+    path: Path | None = None,
+    *,
+    fuse_batch_norm: bool = True,
+    weights_name: str | Path | None = None,
+) -> RestorationModel:
+    """The :class:`RestorationModel` of a model card and the network's state dict.
+
+    The network is rebuilt from the card (name, ndim, keyword arguments), the weights loaded
+    and, with ``fuse_batch_norm``, batch norms folded into their convolutions. Used by
+    :func:`load_model` and by the bioimage.io package reader (:mod:`lucyd.export.bioimageio`),
+    so a model folder and its package restore identically.
+
+    Raises
+    ------
+    FileFormatError
+        The network cannot be rebuilt, or the weights do not fit it.
+    """
+    from lucyd.nets import build_network
+
+    name = card.network.name
     try:
-        net = build_network(name, ndim=ndim, **kwargs)
+        net = build_network(name, ndim=card.network.ndim, **dict(card.network.kwargs))
     except InputError as exc:
         raise FileFormatError(f"{path}: cannot rebuild the network ({exc})") from None
     try:
-        net.load_state_dict(ckpt["model"])
+        net.load_state_dict(state_dict)
     except (RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FileFormatError(f"{wpath}: weights do not fit network {name!r} ({first})") from None
+        where = weights_name or path
+        raise FileFormatError(f"{where}: weights do not fit network {name!r} ({first})") from None
     if fuse_batch_norm:
         from lucyd.nets.layers import fold_batch_norm
 
         fold_batch_norm(net.eval())
-    model = RestorationModel(net, card, path)
-    model.warn_if_incomplete()
-    return model
+    return RestorationModel(net, card, path)
 
 
 # ---------------------------------------------------------------------- files
