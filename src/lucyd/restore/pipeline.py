@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from lucyd.config import JobConfig
-from lucyd.deconv.api import deconvolve, prepare_psf
+from lucyd.deconv import deconvolve, prepare_psf
 from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
@@ -211,7 +211,7 @@ def calibrated_wb_alpha(image, psf, *, n: int = 4, seed: int = 0, max_shape=(32,
         ``alpha``, ``psnr_by_alpha`` (mean synthetic PSNR per grid value), ``calibration``.
     """
     img = as_image(image, name="image")
-    p = prepare_psf(psf, img.ndim)
+    p = prepare_psf(psf, ndim=img.ndim).psf
     cal = calibrate(img, p)
     plan = plan_training_set(cal, p, img.shape, n=n, seed=seed,
                              max_shape=tuple(max_shape) if img.ndim == 3 else (256, 256))
@@ -345,7 +345,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     """
     cfg = RestoreConfig.build(**{**(config or RestoreConfig()).model_dump(), **overrides})  # overrides validated
     img = as_image(image, name="image")
-    p = prepare_psf(psf, img.ndim, voxel_size, psf_voxel_size)
+    p = prepare_psf(psf, ndim=img.ndim, voxel_size=voxel_size, psf_voxel_size=psf_voxel_size).psf
     t0 = time.perf_counter()
     calibration = _override(calibrate(img, p), cfg)
     noise = calibration.noise
