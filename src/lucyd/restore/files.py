@@ -14,6 +14,7 @@ from lucyd.io import image_info, read_image, write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import ImageMetadata
 from lucyd.io.outputs import check_output_path
+from lucyd.psf import make_psf
 from lucyd.restore.pipeline import RestoreConfig, RestoreResult, restore
 
 
@@ -30,7 +31,6 @@ def psf_from_optics(shape: Sequence[int], voxel_size: Sequence[float], *, na: fl
     model : str
         A :func:`lucyd.psf.make_psf` model name.
     """
-    from lucyd.psf import make_psf
 
     if voxel_size is None:
         raise InputError("voxel_size: a PSF from --na/--wavelength needs the image's voxel size "
@@ -59,6 +59,7 @@ def _output_paths(inputs: Sequence[Path], output: Path) -> list[Path]:
 
 def save_restore_report(result: RestoreResult, raw: np.ndarray, path: Path, voxel_size=None) -> Path:
     """Write ``path`` (HTML): panels raw / RL / network, physics-check flux maps, the record."""
+    # lazy: the report loads matplotlib, needed only when a report is written
     from lucyd.report.figures import save_panel_figure
     from lucyd.report.html import write_html_report
 

@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +49,7 @@ from lucyd.restore.calibration import (
     plan_training_set,
     specimen_pairs,
 )
+from lucyd.train import TrainConfig, load_model, train
 from lucyd.validation import as_image
 
 #: bump when the recipe changes, so cached models of an older recipe are not reused
@@ -222,7 +223,6 @@ def calibrated_wb_alpha(image, psf, *, n: int = 4, seed: int = 0, max_shape=(32,
 
 
 def _network_config(ndim: int, steps: int, config: RestoreConfig, shape: tuple[int, ...]):
-    from lucyd.train import TrainConfig
 
     patch = (16, 48, 48) if ndim == 3 else (96, 96)
     patch = tuple(min(p, (s // 4) * 4) for p, s in zip(patch, shape, strict=True))
@@ -263,7 +263,6 @@ def prepare_restore_model(psf: np.ndarray, calibration: Calibration, image_shape
     input is its discrepancy-principle RL estimate. Returns the description written to
     ``folder/restore.json`` (plan, pair counts, RL counts, steps).
     """
-    from lucyd.train import train
 
     ndim = len(image_shape)
     steps = config.steps or default_steps(ndim)
@@ -302,7 +301,6 @@ def _complete_model(model_dir: Path) -> bool:
 
 
 def _override(calibration: Calibration, config: RestoreConfig) -> Calibration:
-    from dataclasses import replace
 
     noise = calibration.noise
     if config.photons is not None:
@@ -370,7 +368,6 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         record["model"].update({k: info.get(k) for k in ("steps", "plan", "specimen_pairs")})
     candidates = {"rl": rl}
     if need_network:
-        from lucyd.train import load_model
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an incomplete model is reported in the record instead

@@ -27,11 +27,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import FileFormatError, InputError
 from lucyd.io import ImageMetadata, atomic_path, read_image, write_image
+from lucyd.progress import progress as progress_bar
+from lucyd.psf import make_psf
 from lucyd.synth.degrade import TASKS, degrade
 from lucyd.synth.pairs import IMAGE_SUFFIXES, ImagePair, load_pairs  # noqa: F401 (public names)
 from lucyd.synth.phantoms import KINDS, phantom, phantom_parameters
@@ -196,7 +199,6 @@ def resolve_psf(config: SynthConfig) -> tuple[np.ndarray | None, tuple[float, ..
             voxel = as_voxel_size(meta.voxel_size, ndim)
     voxel = voxel if voxel is not None else (DEFAULT_VOXEL_UM,) * ndim
     if config.psf_model is not None:
-        from lucyd.psf import make_psf
 
         shape = config.psf_shape or tuple(2 * (s // 2) + 1 for s in config.shape)
         optics = {"na": config.na, "wavelength": config.wavelength}
@@ -249,7 +251,6 @@ def _write_pair(config_json: str, name: str, file_seed: int, psf, voxel, out_dir
 
 def _init_worker() -> None:
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
-    import torch
 
     torch.set_num_threads(1)
 
@@ -262,7 +263,6 @@ def _start_method() -> str:
         return os.environ["LUCYD_MP_START"]
     if not sys.platform.startswith("linux"):
         return "spawn"
-    import torch
 
     return "spawn" if torch.cuda.is_initialized() else "fork"
 
@@ -356,7 +356,6 @@ def make_dataset(config: SynthConfig, out_dir: str | Path, *, workers: int | Non
     FileFormatError
         Unreadable PSF file; ``out_dir`` is a file.
     """
-    from lucyd.progress import progress as progress_bar
 
     if not isinstance(config, SynthConfig):
         raise InputError(f"config: expected a SynthConfig, got {type(config).__name__}")

@@ -12,7 +12,11 @@ import numpy as np
 import torch
 
 from lucyd.errors import FileFormatError, InputError
+from lucyd.io import ImageMetadata, open_writer, read_image
+from lucyd.nets import build_network
+from lucyd.nets.layers import fold_batch_norm
 from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard, read_json_description
+from lucyd.train.config import TrainConfig
 from lucyd.train.model import RestorationModel, default_tile_shape
 
 # ---------------------------------------------------------------------- loading
@@ -50,8 +54,6 @@ def load_model(
         The model card says the training has not finished (``running``: still training or
         killed; ``interrupted``: stopped early by a time limit or Ctrl-C); resume it.
     """
-    from lucyd.nets import build_network
-    from lucyd.train.config import TrainConfig
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -111,7 +113,6 @@ def load_model(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileFormatError(f"{wpath}: weights do not fit network {name!r} ({first})") from None
     if fuse_batch_norm:
-        from lucyd.nets.layers import fold_batch_norm
 
         fold_batch_norm(net.eval())
     model = RestorationModel(net, card, path)
@@ -157,7 +158,6 @@ def predict_file(
     Path
         ``output_path``.
     """
-    from lucyd.io import ImageMetadata, open_writer, read_image
 
     if not isinstance(model, RestorationModel):
         model = load_model(model)
