@@ -137,3 +137,21 @@ def test_prepare_psf_resamples_to_the_image_grid():
     assert np.sqrt((profile * x**2).sum()) == pytest.approx(1.0, rel=0.1)
     with pytest.raises(InputError, match="dimensions"):
         prepare_psf(psf[0], ndim=3)
+
+
+def test_cli_builds_one_config_and_shows_its_error(scene, builds, tmp_path):
+    from typer.testing import CliRunner
+
+    from lucyd.cli.main import app
+
+    image, psf = scene
+    write_image(tmp_path / "in.tif", image)
+    write_image(tmp_path / "psf.tif", psf)
+    args = ["deconvolve", str(tmp_path / "in.tif"), "--psf", str(tmp_path / "psf.tif"), "-q",
+            "-n", "2", "--device", "cpu", "--max-memory", "1GB"]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 0, result.output
+    assert builds["n"] == 1
+    bad = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "x.tif"), "--back-projector", "x"])
+    # the config's one-line message, with the option spelled as on the command line
+    assert bad.exit_code == 2 and "--back-projector: Input should be 'flipped'" in bad.output
