@@ -504,3 +504,22 @@ def test_cli_evaluate_bad_input_one_line_exit_2(tmp_path, case, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_metrics_normalise_through_the_one_normalizer(rng):
+    """evaluate's ground-truth normalisation is Normalizer's, with exact percentiles (never
+    subsampled), and per-image ranges with axis=."""
+    from lucyd.metrics import normalize_pair
+    from lucyd.normalization import Normalizer, percentile_range
+
+    x = rng.gamma(2.0, 3.0, size=(6, 40, 50))
+    exact = np.percentile(x, [0.1, 99.9])
+    assert percentile_range(x, (0.1, 99.9), sample=None) == tuple(exact)
+    assert percentile_range(x, (0.1, 99.9), sample=1000) != tuple(exact)  # subsampled
+    _, gt_n, _, _ = normalize_pair(x, x)
+    np.testing.assert_array_equal(gt_n, (x - exact[0]) / (exact[1] - exact[0]))
+    per = Normalizer.fit(x, (0, 100), axis=(1, 2))
+    out = per.apply(x, dtype=np.float64)
+    np.testing.assert_allclose(out.min(axis=(1, 2)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(out.max(axis=(1, 2)), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(per.invert(out), x, rtol=1e-5)

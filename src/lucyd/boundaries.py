@@ -30,15 +30,26 @@ from __future__ import annotations
 
 from lucyd.errors import InputError
 
-__all__ = ["DECONV_BOUNDARIES", "FORWARD_BOUNDARIES", "deconv_boundary", "forward_boundary"]
+__all__ = ["BOUNDARY_TABLE", "DECONV_BOUNDARIES", "FORWARD_BOUNDARIES", "deconv_boundary",
+           "forward_boundary"]
 
-#: lucyd.deconv's names (same tuple as ``lucyd.deconv.BOUNDARIES``)
-DECONV_BOUNDARIES = ("non-circulant", "circulant", "zero")
-#: lucyd.forward's names (same tuple as ``lucyd.forward.convolution.BOUNDARIES``)
-FORWARD_BOUNDARIES = ("circulant", "reflect", "linear")
+#: the one vocabulary: (forward name, deconv name, what the object is outside the field of view);
+#: None where one side has no such assumption. Every tuple of names below is derived from it.
+BOUNDARY_TABLE: tuple[tuple[str | None, str | None, str], ...] = (
+    ("circulant", "circulant", "periodic (FFT wrap-around)"),
+    ("reflect", None, "mirrored about the edge"),
+    ("linear", "zero", "zero"),
+    (None, "non-circulant", "unknown, estimated on a padded job (Bertero weights)"),
+)
+
+#: lucyd.deconv's names (``lucyd.deconv.BOUNDARIES``), its default first
+DECONV_BOUNDARIES = tuple(d for _, d, _ in sorted(BOUNDARY_TABLE, key=lambda row: row[0] is not None)
+                          if d is not None)
+#: lucyd.forward's names (``lucyd.forward.BOUNDARIES``)
+FORWARD_BOUNDARIES = tuple(f for f, _, _ in BOUNDARY_TABLE if f is not None)
 
 #: forward name -> deconv name, for the assumptions both vocabularies have
-_FORWARD_TO_DECONV = {"circulant": "circulant", "linear": "zero"}
+_FORWARD_TO_DECONV = {f: d for f, d, _ in BOUNDARY_TABLE if f is not None and d is not None}
 _DECONV_TO_FORWARD = {v: k for k, v in _FORWARD_TO_DECONV.items()}
 
 

@@ -13,7 +13,9 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+import lucyd
 from lucyd.errors import FileFormatError, InputError
+from lucyd.io.atomic import atomic_path
 
 
 def validation_message(exc: ValidationError, label: str = "") -> str:
@@ -41,7 +43,6 @@ class JobConfig(BaseModel):
             raise InputError(validation_message(exc, cls.error_label)) from None
 
     def to_json(self) -> str:
-        import lucyd
 
         payload = {
             "lucyd_version": lucyd.__version__,
@@ -52,7 +53,6 @@ class JobConfig(BaseModel):
 
     def save(self, path: str | Path) -> Path:
         """Write the configuration as JSON (atomically) and return the path."""
-        from lucyd.io.atomic import atomic_path
 
         path = Path(path)
         with atomic_path(path) as tmp:

@@ -17,15 +17,25 @@ symbolic links (no copy) in a folder the caller chooses, never inside the reposi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
+import lucyd
 from lucyd.errors import FileFormatError, InputError
+from lucyd.io import read_image, write_image
+from lucyd.io.atomic import atomic_path
+from lucyd.metrics import evaluate
+from lucyd.train import TrainConfig, load_model, train
+from lucyd.validation import as_image
 
 #: W2S file-name patterns: the single noisy frame and the 400-frame average
 W2S_RAW = re.compile(r"^input_avg1_(?P<name>.+)\.tiff?$", re.IGNORECASE)
@@ -163,9 +173,7 @@ def gaussian_denoise(image, sigma: float | tuple[float, ...] = 1.0) -> np.ndarra
     numpy.ndarray
         float32, same shape and intensity scale.
     """
-    from scipy import ndimage
 
-    from lucyd.validation import as_image
 
     arr = as_image(image, name="image", dtype=np.float32)
     s = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
@@ -183,7 +191,6 @@ def best_gaussian_sigma(raw, gt, sigmas: Iterable[float] = (0.5, 0.75, 1.0, 1.5,
     -------
     (sigma, psnr)
     """
-    from lucyd.metrics import evaluate
 
     best = (float("nan"), -np.inf)
     for s in sigmas:
@@ -211,7 +218,6 @@ def evaluate_restorations(pairs, restorers: Mapping[str, Callable[[np.ndarray], 
         ``{name: {"psnr": ..., "ssim": ..., "nrmse": ...}}``, means over the pairs
         (:func:`lucyd.metrics.evaluate`, Weigert et al. 2018 convention).
     """
-    from lucyd.metrics import evaluate
 
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in restorers}
     for pair in pairs:
@@ -251,7 +257,6 @@ def denoise_config(method: str = "care", *, steps: int = 3000, seed: int = 0, **
     **overrides
         Any :class:`~lucyd.train.TrainConfig` field.
     """
-    from lucyd.train import TrainConfig
 
     if method not in ("care", "n2v"):
         raise InputError(f"method: expected 'care' or 'n2v', got {method!r}")
@@ -296,7 +301,6 @@ def train_care(data_dir: str | Path, model_dir: str | Path, *, steps: int = 3000
     model folder (:func:`lucyd.train.load_model`, ``lucyd predict``, ``lucyd denoise --method
     care --model``).
     """
-    from lucyd.train import train
 
     return train(denoise_config("care", steps=steps, seed=seed, **overrides), data_dir, model_dir,
                  overwrite=overwrite)
@@ -337,9 +341,7 @@ def train_n2v(images: Iterable[str | Path], model_dir: str | Path, *, steps: int
     Path
         ``model_dir``.
     """
-    import tempfile
 
-    from lucyd.train import train
 
     paths = [Path(p) for p in images]
     if not paths:
@@ -390,12 +392,7 @@ def denoise_file(input_path: str | Path, output_path: str | Path, *, method: str
     FileFormatError
         Unreadable input or model.
     """
-    import json
-    import time
 
-    import lucyd
-    from lucyd.io import read_image, write_image
-    from lucyd.io.atomic import atomic_path
 
     inp, out = Path(input_path), Path(output_path)
     if method not in DENOISE_METHODS:
@@ -417,7 +414,6 @@ def denoise_file(input_path: str | Path, output_path: str | Path, *, method: str
         result = gaussian_denoise(image, sigma)
         record["sigma_px"] = sigma
     else:
-        from lucyd.train import load_model
 
         net = load_model(model)
         result = net.predict(np.asarray(image, dtype=np.float32), progress=progress)

@@ -33,9 +33,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+from scipy import ndimage
 
+from lucyd.device import resolve_device
 from lucyd.errors import InputError
-from lucyd.validation import as_number
+from lucyd.forward import camera_noise, convolve
+from lucyd.io import ImageMetadata, write_image
+from lucyd.nets import get_network
+from lucyd.synth.degrade import subsample_axis0, upsample_axis0
+from lucyd.train import TrainConfig, load_model, train
+from lucyd.validation import as_image, as_number, as_psf, as_voxel_size
 
 #: the fusion rules of the XZ and YZ restorations
 FUSIONS = ("geometric", "mean")
@@ -45,7 +53,6 @@ def isotropic_voxel_size(voxel_size, z_factor: float) -> tuple[float, float, flo
     """Voxel size ``(dz / z_factor, dy, dx)`` of the restored stack (µm), or None."""
     if voxel_size is None:
         return None
-    from lucyd.validation import as_voxel_size
 
     dz, dy, dx = as_voxel_size(voxel_size, 3)
     return (dz / float(z_factor), dy, dx)
@@ -57,7 +64,6 @@ def _check_factor(z_factor) -> float:
 
 
 def _check_stack(stack) -> np.ndarray:
-    from lucyd.validation import as_image
 
     arr = as_image(stack, name="stack", ndim=(2, 3), dtype=np.float32)
     if arr.ndim != 3:
@@ -95,9 +101,7 @@ def axial_kernel(z_factor: float, *, axial_psf=None, axial_sigma: float | None =
     numpy.ndarray
         float32 ``(kz, kx)`` kernel, sum 1, centre at ``shape // 2``.
     """
-    from scipy import ndimage
 
-    from lucyd.validation import as_psf
 
     if axial_psf is None:
         sigma = z_factor / 2.0 if axial_sigma is None else float(axial_sigma)
@@ -119,7 +123,6 @@ def axial_kernel(z_factor: float, *, axial_psf=None, axial_sigma: float | None =
     psf3 = as_psf(psf, image_ndim=3, name="axial_psf").astype(np.float64)
     zx = psf3.sum(axis=1)
     if voxel_size is not None:
-        from lucyd.validation import as_voxel_size
 
         dz, _, dx = as_voxel_size(voxel_size, 3)
         ratio = dz / dx
@@ -165,8 +168,6 @@ def degrade_lateral(slices: np.ndarray, z_factor: float, kernel: np.ndarray, *,
         float32 ``(n, a, b)``: blurred, sub-sampled every ``z_factor`` rows along axis 1 and
         re-upsampled linearly onto ``a`` rows.
     """
-    from lucyd.forward import camera_noise, convolve
-    from lucyd.synth.degrade import subsample_axis0, upsample_axis0
 
     arr = np.asarray(slices, dtype=np.float32)
     if kernel.size > 1:
@@ -226,7 +227,6 @@ def upsample_z(stack: np.ndarray, z_factor: float, n_out: int | None = None) -> 
     Output plane ``j`` lies at input position ``j / z_factor``; planes beyond the last input
     plane repeat it (no extrapolation).
     """
-    from lucyd.synth.degrade import upsample_axis0
 
     arr = np.asarray(stack, dtype=np.float32)
     f = _check_factor(z_factor)
@@ -237,7 +237,6 @@ def upsample_z(stack: np.ndarray, z_factor: float, n_out: int | None = None) -> 
 def _predict_slices(model, volume: np.ndarray, axis: int, norms, device,
                     batch_size: int) -> np.ndarray:
     """Run the 2D network on every slice of ``volume`` along ``axis`` (1: XZ, 2: YZ)."""
-    import torch
 
     net = model.net
     m = int(model.size_multiple)
@@ -283,8 +282,6 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
     numpy.ndarray or (numpy.ndarray, numpy.ndarray, numpy.ndarray)
         float32 ``(round(nz · z_factor), y, x)`` (and the two views).
     """
-    from lucyd.device import resolve_device
-    from lucyd.train import load_model
 
     arr = _check_stack(stack)
     f = _check_factor(z_factor)
@@ -376,18 +373,14 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
         Not a 3D stack, ``z_factor < 1``, lateral size too small for the patch or factor, bad
         network or training parameters.
     """
-    from lucyd.io import ImageMetadata, write_image
-    from lucyd.train import TrainConfig, load_model, train
 
     arr = _check_stack(stack)
     f = _check_factor(z_factor)
     if fuse not in FUSIONS:
         raise InputError(f"fuse: unknown {fuse!r}; choose one of {', '.join(FUSIONS)}")
     if voxel_size is not None:
-        from lucyd.validation import as_voxel_size
 
         voxel_size = as_voxel_size(voxel_size, 3)
-    from lucyd.nets import get_network
 
     m = int(getattr(get_network(network), "size_multiple", 1))
     lateral = min(arr.shape[1], arr.shape[2])

@@ -8,7 +8,10 @@ as a silently wrong answer).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -176,7 +179,6 @@ def available_memory() -> int | None:
     except OSError:
         pass
     try:
-        import os
 
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, OSError, ValueError):
@@ -197,8 +199,6 @@ def return_freed_memory() -> bool:
     tile). Fixing the threshold (``mallopt(M_MMAP_THRESHOLD, 1 MiB)``) stops this; the cost
     is one ``mmap`` per large allocation. Returns True when the setting was applied.
     """
-    import ctypes
-    import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

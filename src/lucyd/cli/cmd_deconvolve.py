@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -116,15 +117,39 @@ def deconvolve_command(
 
     Time series and multichannel files: every (t, c) volume is deconvolved with its channel's
     PSF into one OUTPUT with the same axes, channel names, wavelengths and time interval."""
-    from lucyd.deconv import deconvolve_file, parse_memory
+    # lazy: `lucyd --help` must not import torch (start-up under 1 s)
+    from lucyd.deconv import deconvolve_file
 
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
     for path in psf or []:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
-    start_value = _number_or_auto(start, "--start") if start not in ("mean", "image") else start
     alpha = _number_or_auto(wb_alpha, "--wb-alpha")
+    # the options are validated once, by the job's config; its one-line error, with the option
+    # spelled as on the command line
+    with _option_names():
+        config = _config(
+            iterations=iterations,
+            back_projector=back_projector,
+            boundary=boundary,
+            acceleration=acceleration,
+            tv=tv,
+            background=_number_or_auto(background, "--background"),
+            tol=tol,
+            start=_number_or_auto(start, "--start") if start not in ("mean", "image") else start,
+            floor=_number_or_auto(floor, "--floor"),
+            offset=offset,
+            wb_alpha=0.05 if alpha == "auto" else alpha,
+            wb_beta=wb_beta,
+            wb_order=wb_order,
+            device=device,
+            max_memory=max_memory,
+            centre_psf=centre_psf,
+            voxel_size=parse_float_tuple(voxel_size, "--voxel-size") if voxel_size else None,
+            psf_voxel_size=(parse_float_tuple(psf_voxel_size, "--psf-voxel-size")
+                            if psf_voxel_size else None),
+        )
     volumes = volume_options(input, psf, wavelength=wavelength, na=na, ni=ni, psf_model=psf_model,
                              same_psf=same_psf)
     if volumes is not None and alpha == "auto":
@@ -134,55 +159,44 @@ def deconvolve_command(
         from lucyd.io import read_image
         from lucyd.restore.pipeline import calibrated_wb_alpha
 
-        alpha = calibrated_wb_alpha(read_image(input)[0], read_image(psf[0])[0])["alpha"]
+        config.wb_alpha = calibrated_wb_alpha(read_image(input)[0], read_image(psf[0])[0])["alpha"]
         if not quiet:
-            typer.echo(f"--wb-alpha auto: alpha = {alpha:.3g} (calibrated on matched synthetic data)")
-    floor_value = _number_or_auto(floor, "--floor")
-    kwargs = dict(
-        iterations=iterations,
-        back_projector=back_projector,
-        boundary=boundary,
-        acceleration=acceleration,
-        tv=tv,
-        background=_number_or_auto(background, "--background"),
-        tol=tol,
-        start=start_value,
-        floor=floor_value,
-        offset=offset,
-        wb_alpha=alpha,
-        wb_beta=wb_beta,
-        wb_order=wb_order,
-        device=device,
-        max_memory=parse_memory(max_memory),
-        centre_psf=centre_psf,
-        progress=not quiet,
-    )
-    if cluster is not None:
-        from lucyd.tiling.executors import check_cluster_spec
-
-        check_cluster_spec(cluster)
-        if max_memory is None:
-            raise InputError("--cluster: needs --max-memory (the memory of one block, per worker)")
-        kwargs["cluster"] = cluster
-    if voxel_size is not None:
-        kwargs["voxel_size"] = parse_float_tuple(voxel_size, "--voxel-size")
-    if psf_voxel_size is not None:
-        kwargs["psf_voxel_size"] = parse_float_tuple(psf_voxel_size, "--psf-voxel-size")
-    _validate_choices(kwargs)
+            typer.echo(f"--wb-alpha auto: alpha = {config.wb_alpha:.3g} (calibrated on matched "
+                       "synthetic data)")
     t0 = time.perf_counter()
     if volumes is not None:  # time points, channels or model PSFs: one volume at a time
         from lucyd.deconv.hyperstack import deconvolve_volumes_file
 
-        deconvolve_volumes_file(input, output, **volumes, **kwargs)
+        deconvolve_volumes_file(input, output, **volumes, config=config, progress=not quiet,
+                                cluster=cluster)
     else:
         if not quiet:
-            _print_estimate(input, psf[0], kwargs)
-        deconvolve_file(input, psf[0], output, **kwargs)
+            _print_estimate(input, psf[0], config)
+        deconvolve_file(input, psf[0], output, config, progress=not quiet, cluster=cluster)
     if not quiet:
         typer.echo(
-            f"wrote {output} ({kwargs['iterations']} iterations, {back_projector}, "
-            f"{boundary}, {time.perf_counter() - t0:.1f} s); parameters in {output}.deconv.json"
+            f"wrote {output} ({config.iterations} iterations, {config.back_projector}, "
+            f"{config.boundary}, {time.perf_counter() - t0:.1f} s); parameters in "
+            f"{output}.deconv.json"
         )
+
+
+def _config(**options):
+    from lucyd.deconv import DeconvConfig
+
+    return DeconvConfig.from_call(**options)
+
+
+@contextmanager
+def _option_names():
+    """Re-spell the config's ``field: message`` errors as ``--field: message``."""
+    try:
+        yield
+    except InputError as exc:
+        field, sep, rest = str(exc).partition(": ")
+        if sep and field.isidentifier():
+            raise InputError(f"--{field.replace('_', '-')}: {rest}") from None
+        raise
 
 
 def _duration(seconds: float) -> str:
@@ -192,49 +206,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2g} s"
 
 
-def _print_estimate(input: Path, psf: Path, kwargs) -> None:
+def _print_estimate(input: Path, psf: Path, config) -> None:
     """One line on stderr: peak memory and rough time, before the work starts."""
-    from lucyd.deconv.api import estimate_deconvolution
+    from lucyd.deconv.estimate import estimate_deconvolution
     from lucyd.io import image_info
     from lucyd.validation import format_bytes
 
     shape, psf_shape = image_info(input).shape, image_info(psf).shape
     if len(shape) != len(psf_shape):
         return  # the deconvolution refuses it with its own message
-    est = estimate_deconvolution(
-        shape, psf_shape, iterations=kwargs["iterations"],
-        boundary=kwargs["boundary"], back_projector=kwargs["back_projector"],
-        acceleration=kwargs["acceleration"], tv=kwargs["tv"], max_memory=kwargs["max_memory"],
-        device=kwargs["device"],
-    )
+    est = estimate_deconvolution(shape, psf_shape, config)
     how = "in blocks within --max-memory" if est["blocked"] else "whole image"
     typer.echo(
         f"estimate: {format_bytes(est['memory_bytes'])} peak for the job ({how}), about "
-        f"{_duration(est['seconds'])} for {kwargs['iterations']} iterations "
+        f"{_duration(est['seconds'])} for {config.iterations} iterations "
         f"(job {' x '.join(str(n) for n in est['job_shape'])})",
         err=True,
     )
-
-
-def _validate_choices(kwargs) -> None:
-    """Check the enumerated options early, with the CLI's option names."""
-    from lucyd.deconv import BACK_PROJECTORS, BOUNDARIES
-
-    if kwargs["back_projector"] not in BACK_PROJECTORS:
-        raise InputError(
-            f"--back-projector: unknown {kwargs['back_projector']!r}; "
-            f"use one of {', '.join(BACK_PROJECTORS)}"
-        )
-    if kwargs["boundary"] not in BOUNDARIES:
-        raise InputError(
-            f"--boundary: unknown {kwargs['boundary']!r}; use one of {', '.join(BOUNDARIES)}"
-        )
-    if kwargs["acceleration"] not in (None, "biggs-andrews"):
-        raise InputError(f"--acceleration: unknown {kwargs['acceleration']!r}; use biggs-andrews")
-    from lucyd.deconv.api import MAX_ITERATIONS
-
-    if not 1 <= kwargs["iterations"] <= MAX_ITERATIONS:
-        raise InputError(
-            f"--iterations: must be from 1 to {MAX_ITERATIONS:,}, got {kwargs['iterations']:,} "
-            "(use --tol to stop early)"
-        )

@@ -19,9 +19,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lucyd.deconv.psfprep import PreparedPSF, make_odd
 from lucyd.errors import InputError
 from lucyd.forward.fft import centre_crop_or_pad
+from lucyd.psf.measure import fwhm
 from lucyd.validation import as_psf
+
+__all__ = ["BACK_PROJECTORS", "back_projector", "back_projector_for", "make_odd"]
 
 #: names accepted by :func:`back_projector`
 BACK_PROJECTORS = ("flipped", "gaussian", "butterworth", "wiener-butterworth")
@@ -30,18 +34,6 @@ BACK_PROJECTORS = ("flipped", "gaussian", "butterworth", "wiener-butterworth")
 DEFAULT_ALPHA = 0.05
 DEFAULT_BETA = 1.0  # 1 means "automatic": the flipped-PSF OTF gain at the cutoff
 DEFAULT_ORDER = 10
-
-
-def make_odd(psf: np.ndarray) -> np.ndarray:
-    """Zero-pad an even-sized kernel by one voxel at the end of each even axis.
-
-    The centre (index ``k // 2``) stays where it is, and the kernel becomes exactly
-    centred, so that flipping it gives the adjoint of the convolution.
-    """
-    pad = [(0, 1 - (k % 2)) for k in psf.shape]
-    if any(p[1] for p in pad):
-        return np.pad(psf, pad)
-    return psf
 
 
 def _fourier_index(shape: Sequence[int]) -> list[np.ndarray]:
@@ -91,8 +83,6 @@ def _cutoff_gain(abs_otf: np.ndarray, cutoff: Sequence[float]) -> float:
 
 def _resolution(psf: np.ndarray, resolution) -> tuple[float, ...]:
     if resolution is None:
-        from lucyd.psf.measure import fwhm
-
         res = fwhm(psf)
     else:
         res = tuple(np.broadcast_to(np.asarray(resolution, dtype=float), (psf.ndim,)))
@@ -170,6 +160,12 @@ def back_projector(
             f"use one of {', '.join(BACK_PROJECTORS)} or an array"
         )
     kind = kind.lower()
+    if kind != "flipped" and not (np.isfinite(alpha) and alpha > 0):
+        raise InputError(f"back_projector: alpha must be positive, got {alpha}")
+    if kind != "flipped" and not (np.isfinite(beta) and beta > 0):
+        raise InputError(f"back_projector: beta must be positive, got {beta}")
+    if kind != "flipped" and int(order) < 1:
+        raise InputError(f"back_projector: order must be >= 1, got {order}")
     p = make_odd(as_psf(psf, name="psf").astype(np.float64))
     if shape is not None:
         shape = tuple(int(s) for s in shape)
@@ -179,14 +175,21 @@ def back_projector(
             )
         p = centre_crop_or_pad(p, shape)
         p = p / p.sum()
+    return _design(p, kind, alpha, beta, order, resolution)
+
+
+def back_projector_for(prepared: PreparedPSF, kind: str, *, alpha: float = DEFAULT_ALPHA,
+                       beta: float = DEFAULT_BETA, order: int = DEFAULT_ORDER,
+                       resolution=None) -> np.ndarray:
+    """:func:`back_projector` for a PSF from :func:`lucyd.deconv.psfprep.prepare_psf` and options
+    that :class:`~lucyd.deconv.config.DeconvConfig` validated (neither is checked again)."""
+    return _design(prepared.psf.astype(np.float64), kind, alpha, beta, order, resolution)
+
+
+def _design(p: np.ndarray, kind: str, alpha, beta, order, resolution) -> np.ndarray:
+    """The back projector of kind ``kind`` for the odd, normalised float64 PSF ``p``."""
     if kind == "flipped":
         return np.ascontiguousarray(np.flip(p)).astype(np.float32)
-    if not (np.isfinite(alpha) and alpha > 0):
-        raise InputError(f"back_projector: alpha must be positive, got {alpha}")
-    if not (np.isfinite(beta) and beta > 0):
-        raise InputError(f"back_projector: beta must be positive, got {beta}")
-    if int(order) < 1:
-        raise InputError(f"back_projector: order must be >= 1, got {order}")
     res = _resolution(p, resolution)
     if kind == "gaussian":
         sig = [r / (2.0 * np.sqrt(2.0 * np.log(2.0))) for r in res]

@@ -35,10 +35,11 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from lucyd.deconv.engine import Stats, estimate_memory, run_rl
 from lucyd.errors import InputError
-from lucyd.tiling import plan_partition, run_tiles
+from lucyd.tiling import plan_partition, run_tiles, tile_shape_for_budget
 from lucyd.validation import check_finite
 
 #: halo width in standard deviations of the effective blur after k iterations
@@ -97,7 +98,6 @@ class RLBlockTask:
     device: str
 
     def __call__(self, block: np.ndarray, tile=None) -> np.ndarray:
-        import torch
 
         check_finite(block, "image")
         if self.offset:
@@ -187,7 +187,6 @@ def block_geometry(
 
     def fits(h, within=budget) -> tuple[int, ...] | None:
         """Largest tile with halo h in the budget, keeping at least a quarter of its size."""
-        from lucyd.tiling import tile_shape_for_budget
 
         try:
             t = tile_shape_for_budget(shape, 0, within, 0, halo=h, memory_of=memory_of)

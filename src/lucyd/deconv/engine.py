@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lucyd.boundaries import DECONV_BOUNDARIES as BOUNDARIES  # noqa: F401 (public name)
 from lucyd.forward.fft import centre_crop_or_pad, fast_shape, kernel_rfft, to_tensor
 from lucyd.progress import progress as _progress
 
-BOUNDARIES = ("non-circulant", "circulant", "zero")
 ACCELERATIONS = (None, "biggs-andrews")
 
 #: Bertero weights below this value are set to zero (deconwolf uses 0.01)

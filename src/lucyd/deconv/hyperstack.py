@@ -20,10 +20,12 @@ def deconvolve_volumes_file(
     same_psf: bool = False,
     voxel_size: Sequence[float] | None = None,
     psf_voxel_size: Sequence[float] | None = None,
+    config: Any = None,
     config_path: str | Path | None = None,
     progress: Any = True,
     cancel: Any = None,
-    **kwargs: Any,
+    cluster: Any = None,
+    **overrides: Any,
 ) -> Path:
     """Deconvolve every (t, c) volume of an image file with its channel's PSF into one file.
 
@@ -56,9 +58,12 @@ def deconvolve_volumes_file(
         Progress over volumes (see :func:`lucyd.progress.as_reporter`).
     cancel : threading.Event or callable, optional
         Stops at the next volume.
-    **kwargs
-        Parameters of :func:`lucyd.deconv.deconvolve` (``iterations``, ``back_projector``,
-        ``boundary``, ``max_memory``, ...).
+    config : DeconvConfig, optional
+        The deconvolution parameters; ``overrides`` (``iterations``, ``back_projector``,
+        ``boundary``, ``max_memory``, ...) update it, validated once as in
+        :func:`lucyd.deconv.deconvolve`.
+    cluster : str, optional
+        As in :func:`lucyd.deconv.deconvolve`, for each volume.
 
     Returns
     -------
@@ -71,8 +76,8 @@ def deconvolve_volumes_file(
         PSF or wavelength count other than the channel count, both or neither of PSFs and
         optics, an output over an input — all before any deconvolution.
     """
-    from lucyd.deconv.api import check_iterations, deconvolve
-    from lucyd.deconv.config import DeconvConfig
+    from lucyd.deconv.api import deconvolve
+    from lucyd.deconv.config import job_config
     from lucyd.io import read_hyperstack
     from lucyd.io.hyperstack import channel_count, map_volumes
     from lucyd.io.outputs import check_output_path
@@ -88,10 +93,9 @@ def deconvolve_volumes_file(
     record = Path(config_path or output_path.with_name(output_path.name + ".deconv.json"))
     for path, size in ((output_path, 4 * math.prod(shape)), (record, None)):
         check_output_path(path, [input_path, *psf_paths], expected_bytes=size)
-    check_iterations(kwargs.get("iterations", 20))
-    unknown = set(kwargs) - set(DeconvConfig.model_fields) - {"cluster"}
-    if unknown:
-        raise InputError(f"deconvolve: unknown argument(s) {', '.join(sorted(unknown))}")
+    cfg = job_config(config, overrides)
+    voxel_size = voxel_size if voxel_size is not None else cfg.voxel_size
+    psf_voxel_size = psf_voxel_size if psf_voxel_size is not None else cfg.psf_voxel_size
     vs = tuple(voxel_size) if voxel_size is not None else meta.voxel_size
     channels = channel_psfs(
         channel_count(shape, meta), psfs=psfs, wavelengths=wavelengths,
@@ -99,19 +103,18 @@ def deconvolve_volumes_file(
         volume_shape=shape[len(shape) - meta.spatial_ndim:], voxel_size=vs, same_psf=same_psf,
         image_name=str(input_path),
     )
-    cfg = DeconvConfig.from_call(
+    cfg = cfg.model_copy(update=dict(
         input=str(input_path), psf=", ".join(ch.source for ch in channels), output=str(output_path),
-        voxel_size=vs, psf_voxel_size=psf_voxel_size, **kwargs,
-    )
-    run_kwargs = cfg.deconvolve_kwargs()
-    run_kwargs.pop("psf_voxel_size")
-    if kwargs.get("cluster") is not None:
-        run_kwargs["cluster"] = kwargs["cluster"]
+        voxel_size=None if vs is None else tuple(vs),
+        psf_voxel_size=None if psf_voxel_size is None else tuple(psf_voxel_size)))
+    # one config per channel: only the PSF's voxel size differs
+    channel_configs = [cfg.model_copy(update=dict(
+        psf_voxel_size=cfg.psf_voxel_size or (None if ch.voxel_size is None else tuple(ch.voxel_size))))
+        for ch in channels]
 
     def deconvolve_volume(volume, where):
-        channel = channels[where.c]
-        return deconvolve(volume, channel.psf, psf_voxel_size=psf_voxel_size or channel.voxel_size,
-                          progress=False, **run_kwargs)
+        return deconvolve(volume, channels[where.c].psf, channel_configs[where.c], progress=False,
+                          cluster=cluster)
 
     map_volumes(deconvolve_volume, image, meta, output_path, progress=progress, cancel=cancel,
                 desc="deconvolve (t, c) volumes")

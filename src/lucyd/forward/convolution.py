@@ -10,12 +10,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 
-from lucyd.boundaries import forward_boundary
+from lucyd.boundaries import FORWARD_BOUNDARIES, forward_boundary
 from lucyd.device import resolve_device
 from lucyd.forward.fft import (
     centre_crop_or_pad,
@@ -26,8 +24,8 @@ from lucyd.forward.fft import (
 )
 from lucyd.validation import as_image, as_psf
 
-Boundary = Literal["circulant", "reflect", "linear"]
-BOUNDARIES = ("circulant", "reflect", "linear")
+#: lucyd.forward's boundary names (defined once, in lucyd.boundaries)
+BOUNDARIES = FORWARD_BOUNDARIES
 
 
 def _reflect_indices(n: int, before: int, after: int) -> np.ndarray:
@@ -44,7 +42,7 @@ def convolve(
     image,
     psf,
     *,
-    boundary: Boundary = "linear",
+    boundary: str = "linear",
     normalize_psf: bool = True,
     device: str | torch.device | None = "auto",
 ):

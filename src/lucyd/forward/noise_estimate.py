@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from lucyd.errors import InputError
+from lucyd.forward.fft import centre_crop_or_pad
 from lucyd.validation import as_image
 
 #: blocks (per 2D plane) on which the local mean and noise variance are measured
@@ -135,7 +136,6 @@ def otf_noise_statistics(image: np.ndarray, psf: np.ndarray, block: int = BLOCK
     of a quarter block (and one plane in 3D) is left out. Returns None when less than
     :data:`MIN_NOISE_BAND` of the frequencies lie beyond the OTF (under-sampled optics).
     """
-    from lucyd.forward.fft import centre_crop_or_pad
 
     img = np.asarray(image, np.float32)
     pads = [(n // 2, n // 2) for n in img.shape]

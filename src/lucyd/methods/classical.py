@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from lucyd.boundaries import deconv_boundary
 from lucyd.config import JobConfig
 from lucyd.deconv import deconvolve
 from lucyd.deconv.backprojectors import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_ORDER
+from lucyd.deconv.config import (
+    Background,
+    Boundary,
+    Floor,
+    Iterations,
+    MemoryBudget,
+    Start,
+    TVWeight,
+)
 from lucyd.denoise import gaussian_denoise
-from lucyd.errors import InputError
 from lucyd.methods.registry import register_method
 
 __all__ = ["AcceleratedRLConfig", "GaussianConfig", "RLConfig", "RawConfig", "WBRLConfig"]
@@ -35,7 +42,9 @@ class RLConfig(JobConfig):
     """Parameters of classic Richardson–Lucy (:func:`lucyd.deconv.deconvolve`).
 
     ``boundary`` takes the deconvolution names or their forward-model spelling
-    (``"linear"`` = ``"zero"``; see :mod:`lucyd.boundaries`).
+    (``"linear"`` = ``"zero"``; see :mod:`lucyd.boundaries`). The fields' rules are those of
+    :class:`lucyd.deconv.DeconvConfig` (the same types), which :func:`~lucyd.deconv.deconvolve`
+    builds from :meth:`deconvolve_kwargs`.
     """
 
     error_label: ClassVar[str] = "rl config"
@@ -43,24 +52,16 @@ class RLConfig(JobConfig):
     back_projector: ClassVar[str] = "flipped"
     acceleration: ClassVar[str | None] = None
 
-    iterations: int = Field(20, ge=1)
-    boundary: str = "non-circulant"
-    background: float | Literal["auto"] = 0.0
-    start: Literal["auto", "mean", "image"] | float = "auto"
-    floor: float | Literal["auto"] | None = "auto"
+    iterations: Iterations = 20
+    boundary: Boundary = "non-circulant"
+    background: Background = 0.0
+    start: Start = "auto"
+    floor: Floor = "auto"
     offset: float = 0.0
-    tv: float = Field(0.0, ge=0.0, lt=1.0)
+    tv: TVWeight = 0.0
     psf_voxel_size: tuple[float, ...] | None = None
-    max_memory: int | str | None = None
+    max_memory: MemoryBudget = None
     device: str = "auto"
-
-    @field_validator("boundary")
-    @classmethod
-    def _boundary(cls, value: str) -> str:
-        try:
-            return deconv_boundary(value)
-        except InputError as exc:  # pydantic names the field itself
-            raise ValueError(str(exc).removeprefix("boundary: ")) from None
 
     def deconvolve_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`lucyd.deconv.deconvolve` for these parameters."""
@@ -82,7 +83,7 @@ class WBRLConfig(RLConfig):
     error_label: ClassVar[str] = "wb-rl config"
     back_projector: ClassVar[str] = "wiener-butterworth"
 
-    iterations: int = Field(2, ge=1)
+    iterations: Iterations = 2
     wb_alpha: float = Field(DEFAULT_ALPHA, gt=0.0)
     wb_beta: float = Field(DEFAULT_BETA, gt=0.0)
     wb_order: int = Field(DEFAULT_ORDER, ge=1)

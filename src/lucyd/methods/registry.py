@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from lucyd.config import JobConfig, validation_message
 from lucyd.errors import InputError
 from lucyd.progress import as_reporter, reporting
-from lucyd.validation import as_image, as_psf, as_voxel_size
+from lucyd.validation import as_image, as_voxel_size
 
 __all__ = ["Method", "Restorer", "available_methods", "build_method", "get_method",
            "register_method", "TASKS"]
@@ -48,9 +48,11 @@ class Method:
         Parameter schema; its defaults are the method's documented defaults.
     func : callable
         ``func(image, cfg, *, psf, voxel_size, progress, cache) -> ndarray``: ``image`` float32
-        and validated, ``psf`` validated (or None), ``progress`` a bool for the parts' own
-        ``progress=`` argument (the active :mod:`lucyd.progress` reporter receives their
-        steps), ``cache`` a dict kept by the :class:`Restorer` between calls (a loaded model).
+        and validated, ``psf`` as given (or None; present when ``needs_psf``): the method
+        prepares it once (:func:`lucyd.deconv.prepare_psf`, as ``deconvolve`` does),
+        ``progress`` a bool for the parts' own ``progress=`` argument (the active
+        :mod:`lucyd.progress` reporter receives their steps), ``cache`` a dict kept by the
+        :class:`Restorer` between calls (a loaded model).
     task : str
         One of :data:`TASKS`.
     needs_psf : bool
@@ -205,8 +207,7 @@ class Restorer:
         if self.method.needs_psf:
             if psf is None:
                 raise InputError(f"psf: method {self.name!r} needs a PSF")
-            # not renormalised here: the method does it (a second rounding would change results)
-            psf = as_psf(psf, image_ndim=arr.ndim, normalize=False)
+            # validated and prepared by the method, once (lucyd.deconv.psfprep.prepare_psf)
         if voxel_size is not None:
             voxel_size = as_voxel_size(voxel_size, arr.ndim)
         reporter = as_reporter(progress, cancel)

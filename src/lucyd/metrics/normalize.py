@@ -22,26 +22,14 @@ import numpy as np
 from lucyd.errors import InputError
 from lucyd.metrics._common import as_float64, as_float64_pair
 from lucyd.metrics.quality import nrmse, psnr, ssim
+from lucyd.normalization import Normalizer, check_percentiles
 
 
-def _check_percentiles(pmin: float, pmax: float) -> tuple[float, float]:
-    try:
-        lo, hi = float(pmin), float(pmax)
-    except (TypeError, ValueError):
-        raise InputError(f"pmin/pmax: expected numbers, got {pmin!r}, {pmax!r}") from None
-    if not (0.0 <= lo < hi <= 100.0):
-        raise InputError(f"pmin/pmax: need 0 <= pmin < pmax <= 100, got pmin={lo}, pmax={hi}")
-    return lo, hi
-
-
-def _percentile_normalize64(x: np.ndarray, pmin, pmax, clip: bool, eps: float, axis=None):
-    lo, hi = _check_percentiles(pmin, pmax)
-    mi = np.percentile(x, lo, axis=axis, keepdims=True)
-    ma = np.percentile(x, hi, axis=axis, keepdims=True)
-    out = (x - mi) / (ma - mi + eps)
-    if clip:
-        out = np.clip(out, 0.0, 1.0)
-    return out, mi, ma
+def _ground_truth_normalizer(x: np.ndarray, pmin, pmax, *, axis=None) -> Normalizer:
+    """The one percentile normaliser (:class:`lucyd.normalization.Normalizer`) fitted exactly
+    (no subsampling: a measurement) to ``x``'s ``pmin`` and ``pmax`` percentiles."""
+    percentiles = check_percentiles((pmin, pmax), name="pmin/pmax")
+    return Normalizer.fit(x, percentiles, axis=axis, sample=None)
 
 
 def normalize_percentile(
@@ -71,7 +59,11 @@ def normalize_percentile(
         float32 array of the same shape.
     """
     arr = as_float64(x, "x")
-    out, _, _ = _percentile_normalize64(arr, pmin, pmax, clip, eps, axis=axis)
+    norm = _ground_truth_normalizer(arr, pmin, pmax, axis=axis)
+    norm = Normalizer(norm.lo, norm.hi + eps)  # eps: CSBDeep's guard of the denominator
+    out = norm.apply(arr, dtype=np.float64)
+    if clip:
+        out = np.clip(out, 0.0, 1.0)
     return out.astype(np.float32)
 
 
@@ -118,14 +110,13 @@ def normalize_pair(
         ``pmin`` and ``pmax`` percentiles coincide (nothing to normalise).
     """
     x, y = as_float64_pair(pred, gt, ndim=ndim, names=("prediction", "ground truth"))
-    lo, hi = _check_percentiles(pmin, pmax)
-    mi, ma = (float(v) for v in np.percentile(y, [lo, hi]))
-    if not ma > mi:
+    norm = _ground_truth_normalizer(y, pmin, pmax)
+    if not norm.hi > norm.lo:
         raise InputError(
-            f"ground truth: its {lo} and {hi} percentiles are equal ({mi:.6g}); "
-            "a constant image cannot be normalised"
+            f"ground truth: its {float(pmin)} and {float(pmax)} percentiles are equal "
+            f"({norm.lo:.6g}); a constant image cannot be normalised"
         )
-    gt_n = (y - mi) / (ma - mi)
+    gt_n = norm.apply(y, dtype=np.float64)
     scale, offset = fit_affine(x, gt_n)
     return scale * x + offset, gt_n, scale, offset
 

@@ -31,6 +31,7 @@ def _output_paths(inputs: Sequence[Path], output: Path) -> list[Path]:
 
 def save_restore_report(result: RestoreResult, raw: np.ndarray, path: Path, voxel_size=None) -> Path:
     """Write ``path`` (HTML): panels raw / RL / network, physics-check flux maps, the record."""
+    # lazy: the report loads matplotlib, needed only when a report is written
     from lucyd.report.figures import save_panel_figure
     from lucyd.report.html import write_html_report
 

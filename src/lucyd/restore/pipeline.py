@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from lucyd.config import JobConfig
-from lucyd.deconv.api import deconvolve, prepare_psf
+from lucyd.deconv import deconvolve, prepare_psf
 from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
@@ -49,6 +49,7 @@ from lucyd.restore.calibration import (
     plan_training_set,
     specimen_pairs,
 )
+from lucyd.train import TrainConfig, load_model, train
 from lucyd.validation import as_image
 
 #: bump when the recipe changes, so cached models of an older recipe are not reused
@@ -211,7 +212,7 @@ def calibrated_wb_alpha(image, psf, *, n: int = 4, seed: int = 0, max_shape=(32,
         ``alpha``, ``psnr_by_alpha`` (mean synthetic PSNR per grid value), ``calibration``.
     """
     img = as_image(image, name="image")
-    p = prepare_psf(psf, img.ndim)
+    p = prepare_psf(psf, ndim=img.ndim).psf
     cal = calibrate(img, p)
     plan = plan_training_set(cal, p, img.shape, n=n, seed=seed,
                              max_shape=tuple(max_shape) if img.ndim == 3 else (256, 256))
@@ -222,7 +223,6 @@ def calibrated_wb_alpha(image, psf, *, n: int = 4, seed: int = 0, max_shape=(32,
 
 
 def _network_config(ndim: int, steps: int, config: RestoreConfig, shape: tuple[int, ...]):
-    from lucyd.train import TrainConfig
 
     patch = (16, 48, 48) if ndim == 3 else (96, 96)
     patch = tuple(min(p, (s // 4) * 4) for p, s in zip(patch, shape, strict=True))
@@ -263,7 +263,6 @@ def prepare_restore_model(psf: np.ndarray, calibration: Calibration, image_shape
     input is its discrepancy-principle RL estimate. Returns the description written to
     ``folder/restore.json`` (plan, pair counts, RL counts, steps).
     """
-    from lucyd.train import train
 
     ndim = len(image_shape)
     steps = config.steps or default_steps(ndim)
@@ -302,7 +301,6 @@ def _complete_model(model_dir: Path) -> bool:
 
 
 def _override(calibration: Calibration, config: RestoreConfig) -> Calibration:
-    from dataclasses import replace
 
     noise = calibration.noise
     if config.photons is not None:
@@ -345,7 +343,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     """
     cfg = RestoreConfig.build(**{**(config or RestoreConfig()).model_dump(), **overrides})  # overrides validated
     img = as_image(image, name="image")
-    p = prepare_psf(psf, img.ndim, voxel_size, psf_voxel_size)
+    p = prepare_psf(psf, ndim=img.ndim, voxel_size=voxel_size, psf_voxel_size=psf_voxel_size).psf
     t0 = time.perf_counter()
     calibration = _override(calibrate(img, p), cfg)
     noise = calibration.noise
@@ -370,7 +368,6 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         record["model"].update({k: info.get(k) for k in ("steps", "plan", "specimen_pairs")})
     candidates = {"rl": rl}
     if need_network:
-        from lucyd.train import load_model
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an incomplete model is reported in the record instead

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from lucyd.deconv import deconvolve
-from lucyd.io import write_image
+from lucyd.io import read_image, write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import ImageMetadata
 from lucyd.metrics import evaluate
@@ -42,7 +42,6 @@ def run_sample(folder: str | Path, config: RestoreConfig | None = None) -> str:
     curve: list[float] = []
     deconvolve(raw_above, s["psf"], iterations=ORACLE_RL_MAX, progress=False,
                callback=lambda i, est: curve.append(evaluate(est, gt)["psnr"]))
-    from lucyd.io import read_image
 
     restored, _ = read_image(out)
     rows = {

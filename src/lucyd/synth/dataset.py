@@ -1,4 +1,5 @@
-"""Synthetic training-set folders: generation (:func:`make_dataset`), loading (:func:`load_pairs`).
+"""Synthetic training-set folders: generation (:func:`make_dataset`); loading
+(:func:`load_pairs`) lives in :mod:`lucyd.synth.pairs` (real pairs use it too).
 
 Folder layout (the same for synthetic and for real, user-supplied pairs)::
 
@@ -22,24 +23,25 @@ import re
 import shutil
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import FileFormatError, InputError
 from lucyd.io import ImageMetadata, atomic_path, read_image, write_image
+from lucyd.progress import progress as progress_bar
+from lucyd.psf import make_psf
 from lucyd.synth.degrade import TASKS, degrade
+from lucyd.synth.pairs import IMAGE_SUFFIXES, ImagePair, load_pairs  # noqa: F401 (public names)
 from lucyd.synth.phantoms import KINDS, phantom, phantom_parameters
-from lucyd.validation import as_image, as_psf, as_voxel_size
+from lucyd.validation import as_psf, as_voxel_size
 
 #: voxel size (µm) assumed when neither the configuration nor the PSF file gives one
 DEFAULT_VOXEL_UM = 0.1
-#: extensions recognised as images in raw/ and gt/ (longest first)
-IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".npy")
 
 
 class SynthConfig(JobConfig):
@@ -170,26 +172,6 @@ class SynthConfig(JobConfig):
         return self
 
 
-@dataclass
-class ImagePair:
-    """One (raw, gt) training pair loaded by :func:`load_pairs`.
-
-    Attributes
-    ----------
-    name : str
-        File name without its image extension (``"0000"``).
-    raw, gt : ndarray, float32
-        Degraded input and target, same shape.
-    metadata : lucyd.io.ImageMetadata
-        Axes and voxel size of the raw file.
-    """
-
-    name: str
-    raw: np.ndarray
-    gt: np.ndarray
-    metadata: ImageMetadata
-
-
 # --------------------------------------------------------------------------- helpers
 
 def file_seeds(seed: int, n: int) -> list[int]:
@@ -217,7 +199,6 @@ def resolve_psf(config: SynthConfig) -> tuple[np.ndarray | None, tuple[float, ..
             voxel = as_voxel_size(meta.voxel_size, ndim)
     voxel = voxel if voxel is not None else (DEFAULT_VOXEL_UM,) * ndim
     if config.psf_model is not None:
-        from lucyd.psf import make_psf
 
         shape = config.psf_shape or tuple(2 * (s // 2) + 1 for s in config.shape)
         optics = {"na": config.na, "wavelength": config.wavelength}
@@ -270,7 +251,6 @@ def _write_pair(config_json: str, name: str, file_seed: int, psf, voxel, out_dir
 
 def _init_worker() -> None:
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
-    import torch
 
     torch.set_num_threads(1)
 
@@ -283,7 +263,6 @@ def _start_method() -> str:
         return os.environ["LUCYD_MP_START"]
     if not sys.platform.startswith("linux"):
         return "spawn"
-    import torch
 
     return "spawn" if torch.cuda.is_initialized() else "fork"
 
@@ -377,7 +356,6 @@ def make_dataset(config: SynthConfig, out_dir: str | Path, *, workers: int | Non
     FileFormatError
         Unreadable PSF file; ``out_dir`` is a file.
     """
-    from lucyd.progress import progress as progress_bar
 
     if not isinstance(config, SynthConfig):
         raise InputError(f"config: expected a SynthConfig, got {type(config).__name__}")
@@ -448,100 +426,6 @@ def make_dataset(config: SynthConfig, out_dir: str | Path, *, workers: int | Non
     finally:
         bar.close()
     return out_dir
-
-
-# --------------------------------------------------------------------------- loading
-
-def _image_stem(name: str) -> str | None:
-    low = name.lower()
-    for suffix in IMAGE_SUFFIXES:
-        if low.endswith(suffix) and len(name) > len(suffix):
-            return name[: len(name) - len(suffix)]
-    return None
-
-
-def _list_images(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue  # hidden files, including partial files of an interrupted run
-        stem = _image_stem(p.name)
-        if stem is None:
-            continue
-        if stem in found:
-            raise InputError(f"{folder}: two images named {stem!r} ({found[stem].name}, "
-                             f"{p.name}); keep one per name")
-        found[stem] = p
-    return found
-
-
-def _names(items, limit: int = 8) -> str:
-    items = sorted(items)
-    text = ", ".join(items[:limit])
-    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def _read(path: Path, label: str) -> tuple[np.ndarray, ImageMetadata]:
-    arr, meta = read_image(path)
-    return as_image(np.asarray(arr), name=label, dtype=np.float32), meta
-
-
-def load_pairs(directory: str | Path) -> list[ImagePair]:
-    """Load and validate a folder of training pairs: ``DIR/raw/NAME.ext`` + ``DIR/gt/NAME.ext``.
-
-    Images are paired by name without the extension (``.tif``, ``.tiff``, ``.ome.tif``,
-    ``.npy``, ``.zarr``, ``.ome.zarr``; read with :func:`lucyd.io.read_image`), so raw and gt
-    may even use different formats. Hidden files and other extensions are ignored.
-
-    Parameters
-    ----------
-    directory : str or Path
-        A folder made by :func:`make_dataset` or by the user (real pairs).
-
-    Returns
-    -------
-    list of ImagePair
-        Sorted by name; arrays float32.
-
-    Raises
-    ------
-    FileFormatError
-        Missing folder, raw/ or gt/; an unreadable image.
-    InputError
-        No pairs; unpaired names (listed); a pair with different shapes; non-finite values;
-        an image that is not 2D or 3D; pairs of mixed dimensionality.
-    """
-    root = Path(directory)
-    if not root.is_dir():
-        raise FileFormatError(f"{root}: no such folder (expected a folder with raw/ and gt/)")
-    for sub in ("raw", "gt"):
-        if not (root / sub).is_dir():
-            raise FileFormatError(f"{root}: no {sub}/ folder (training pairs live in "
-                                  f"{root}/raw and {root}/gt with the same file names)")
-    raw_files, gt_files = _list_images(root / "raw"), _list_images(root / "gt")
-    only_raw, only_gt = set(raw_files) - set(gt_files), set(gt_files) - set(raw_files)
-    if only_raw or only_gt:
-        parts = []
-        if only_raw:
-            parts.append(f"in raw/ only: {_names(only_raw)}")
-        if only_gt:
-            parts.append(f"in gt/ only: {_names(only_gt)}")
-        raise InputError(f"{root}: unpaired images ({'; '.join(parts)})")
-    if not raw_files:
-        raise InputError(f"{root}: no images in raw/ and gt/ (extensions: "
-                         f"{', '.join(IMAGE_SUFFIXES)})")
-    pairs = []
-    for name in sorted(raw_files):
-        raw, meta = _read(raw_files[name], f"raw/{raw_files[name].name}")
-        gt, _ = _read(gt_files[name], f"gt/{gt_files[name].name}")
-        if raw.shape != gt.shape:
-            raise InputError(f"{root}: pair {name!r} has different shapes: raw {raw.shape} vs "
-                             f"gt {gt.shape}")
-        if pairs and raw.ndim != pairs[0].raw.ndim:
-            raise InputError(f"{root}: pair {name!r} is {raw.ndim}D but {pairs[0].name!r} is "
-                             f"{pairs[0].raw.ndim}D; use one dimensionality per folder")
-        pairs.append(ImagePair(name, raw, gt, meta))
-    return pairs
 
 
 __all__ = ["SynthConfig", "ImagePair", "make_dataset", "make_pair", "load_pairs", "file_seeds",

@@ -25,6 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from lucyd.errors import FileFormatError
+from lucyd.io.atomic import atomic_path
+from lucyd.train.data import target_scale_ratio
 
 #: ``format`` field of model.json
 MODEL_FORMAT = "lucyd-model"
@@ -86,7 +88,6 @@ class NormalizationEntry(_Entry):
         """The target-to-input scale ratio (recorded, else from ``training_images``, else 1)."""
         if self.target_scale_ratio is not None:
             return float(self.target_scale_ratio)
-        from lucyd.train.data import target_scale_ratio
 
         ranges = [
             (im["raw"], im["gt"]) for im in self.training_images if "raw" in im and "gt" in im
@@ -177,7 +178,6 @@ class ModelCard(_Entry):
 
     def write(self, path: str | Path) -> None:
         """Write atomically to ``path`` (the file, or its folder)."""
-        from lucyd.io.atomic import atomic_path
 
         path = Path(path)
         if path.is_dir():

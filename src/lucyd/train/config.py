@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lucyd.config import JobConfig
 from lucyd.errors import InputError
+from lucyd.nets import get_spec
 
 #: defaults for the recipe fields a network's :class:`~lucyd.nets.NetworkSpec` does not set
 GENERIC_DEFAULTS: dict[str, Any] = {
@@ -34,7 +35,6 @@ GENERIC_DEFAULTS: dict[str, Any] = {
 
 def network_recipe(model: str) -> dict[str, Any]:
     """The training recipe of network ``model``: its spec's ``recipe`` over :data:`GENERIC_DEFAULTS`."""
-    from lucyd.nets import get_spec
 
     merged = dict(GENERIC_DEFAULTS)
     merged.update(get_spec(model).recipe)
@@ -239,7 +239,6 @@ class TrainConfig(JobConfig):
             if upd.get("lr_decay_steps", self.lr_decay_steps) is None:
                 upd["lr_decay_steps"] = 1000
         if self.patch is None:
-            from lucyd.nets import get_spec
 
             m = int(get_spec(self.model).size_multiple)
             base = 64 if ndim == 3 else 128

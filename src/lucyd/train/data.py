@@ -22,15 +22,12 @@ from scipy import ndimage
 
 from lucyd.errors import InputError
 from lucyd.normalization import Normalizer
+from lucyd.synth.pairs import load_pairs
 
 #: attempts before a rejected patch is accepted anyway (a nearly empty image)
 MAX_REDRAWS = 100
 def load_training_pairs(data_dir: str | Path):
     """Load ``raw/`` + ``gt/`` pairs (:func:`lucyd.synth.load_pairs`), checked and float32."""
-    try:
-        from lucyd.synth import load_pairs
-    except ImportError:  # the synth package may not re-export it
-        from lucyd.synth.dataset import load_pairs
     return load_pairs(data_dir)
 
 

@@ -44,7 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from lucyd.errors import FileFormatError, InputError
+import lucyd
+from lucyd.errors import FileFormatError, InputError, LucydError
+from lucyd.io.atomic import atomic_path
+from lucyd.train.card import ModelCard
+from lucyd.train.config import TrainConfig
+from lucyd.train.loading import load_model, read_json_description
+from lucyd.train.trainer import train
 
 #: ``format`` field of ensemble.json
 ENSEMBLE_FORMAT = "lucyd-ensemble"
@@ -78,8 +84,6 @@ def with_default_loss(config):
 # ---------------------------------------------------------------------------- training
 
 def _member_done(folder: Path) -> bool:
-    from lucyd.errors import LucydError
-    from lucyd.train.card import ModelCard
 
     try:
         return ModelCard.read(folder).complete
@@ -88,7 +92,6 @@ def _member_done(folder: Path) -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from lucyd.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2))
@@ -136,8 +139,6 @@ def train_ensemble(config, data_dir: str | Path, out_dir: str | Path, k: int, *,
         ``k < 1``, a negative seed, an existing ensemble without ``resume`` / ``overwrite``,
         or any error of :func:`lucyd.train.train`.
     """
-    from lucyd.train.config import TrainConfig
-    from lucyd.train.trainer import train
 
     if not isinstance(config, TrainConfig):
         raise InputError("config: expected a TrainConfig")
@@ -184,7 +185,6 @@ def train_ensemble(config, data_dir: str | Path, out_dir: str | Path, k: int, *,
 
 
 def _lucyd_version() -> str:
-    import lucyd
 
     return str(getattr(lucyd, "__version__", "unknown"))
 
@@ -234,6 +234,7 @@ class Ensemble:
         Keyword arguments are those of :meth:`lucyd.train.RestorationModel.predict`
         (``tile_shape``, ``overlap``, ``device``, ``batch_size``, ``progress``).
         """
+        # lazy: lucyd.train.uncertainty imports this module (a cycle)
         from lucyd.train.uncertainty import predict_with_uncertainty
 
         mean, _ = predict_with_uncertainty(self, array, require=False, **kwargs)
@@ -272,7 +273,6 @@ def load_ensemble(path: str | Path, *, weights: str = "best") -> Ensemble:
         Missing folder or ``ensemble.json``, unknown format or version, a missing or broken
         member, members of different dimensionality.
     """
-    from lucyd.train.loading import load_model, read_json_description
 
     root = Path(path)
     if not root.is_dir():
@@ -305,7 +305,6 @@ def load_ensemble(path: str | Path, *, weights: str = "best") -> Ensemble:
 
 def load_any(path: str | Path, *, weights: str = "best"):
     """A model folder (:func:`lucyd.train.load_model`) or an ensemble folder (:func:`load_ensemble`)."""
-    from lucyd.train.loading import load_model
 
     if is_ensemble(path):
         return load_ensemble(path, weights=weights)
@@ -321,7 +320,7 @@ _MOVED = {
 def __getattr__(name: str):
     """Uncertainty readouts live in :mod:`lucyd.train.uncertainty` (importable from here too)."""
     if name in _MOVED:
-        from lucyd.train import uncertainty
+        from lucyd.train import uncertainty  # lazy: it imports this module (a cycle)
 
         return getattr(uncertainty, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

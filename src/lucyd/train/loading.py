@@ -11,7 +11,11 @@ import numpy as np
 import torch
 
 from lucyd.errors import FileFormatError, InputError
+from lucyd.io import ImageMetadata, open_writer, read_image
+from lucyd.nets import build_network
+from lucyd.nets.layers import fold_batch_norm
 from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard, read_json_description
+from lucyd.train.config import TrainConfig
 from lucyd.train.model import RestorationModel, default_tile_shape
 
 # ---------------------------------------------------------------------- loading
@@ -49,7 +53,6 @@ def load_model(
         The model card says the training has not finished (``running``: still training or
         killed; ``interrupted``: stopped early by a time limit or Ctrl-C); resume it.
     """
-    from lucyd.train.config import TrainConfig
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -124,8 +127,6 @@ def model_from_weights(
     FileFormatError
         The network cannot be rebuilt, or the weights do not fit it.
     """
-    from lucyd.nets import build_network
-
     name = card.network.name
     try:
         net = build_network(name, ndim=card.network.ndim, **dict(card.network.kwargs))
@@ -138,7 +139,6 @@ def model_from_weights(
         where = weights_name or path
         raise FileFormatError(f"{where}: weights do not fit network {name!r} ({first})") from None
     if fuse_batch_norm:
-        from lucyd.nets.layers import fold_batch_norm
 
         fold_batch_norm(net.eval())
     return RestorationModel(net, card, path)
@@ -182,7 +182,6 @@ def predict_file(
     Path
         ``output_path``.
     """
-    from lucyd.io import ImageMetadata, open_writer, read_image
 
     if not isinstance(model, RestorationModel):
         model = load_model(model)

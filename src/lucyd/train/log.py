@@ -23,7 +23,7 @@ def json_default(value):
 
 def plot_losses(log_path: Path, png_path: Path) -> None:
     """Training loss and validation PSNR against step, from ``log.jsonl``."""
-    import matplotlib
+    import matplotlib  # lazy: training does not need matplotlib unless the plot is asked for
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 from lucyd.errors import InputError
+from lucyd.metrics import global_ssim_torch
+from lucyd.metrics.torch_ssim import ssim_torch
+from lucyd.n2v import blind_spot_mask, masked_loss
+from lucyd.nets import all_specs
 from lucyd.nets.registry import LossFn
 
 #: registered losses by name
@@ -46,7 +50,6 @@ def get_loss(name: str) -> LossFn:
     Besides :data:`LOSSES`, a network's :class:`~lucyd.nets.NetworkSpec` may carry losses of its
     own (``losses={"rbcr": ...}``), found here by name.
     """
-    from lucyd.nets import all_specs
 
     key = str(name).lower()
     if key in LOSSES:
@@ -59,18 +62,7 @@ def get_loss(name: str) -> LossFn:
 
 
 def _global_ssim(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    try:
-        from lucyd.metrics import global_ssim_torch
-    except ImportError:  # pragma: no cover - metrics is part of the package
-        global_ssim_torch = None
-    if global_ssim_torch is not None:
-        return global_ssim_torch(pred, gt, 1e-4, 9e-4)
-    x, y = pred.flatten(1), gt.flatten(1)
-    mx, my = x.mean(1), y.mean(1)
-    vx, vy = x.var(1, unbiased=False), y.var(1, unbiased=False)
-    cxy = ((x - mx[:, None]) * (y - my[:, None])).mean(1)
-    s = (2 * mx * my + 1e-4) * (2 * cxy + 9e-4) / ((mx**2 + my**2 + 1e-4) * (vx + vy + 9e-4))
-    return s.mean()
+    return global_ssim_torch(pred, gt, 1e-4, 9e-4)
 
 
 def _single_channel(out: torch.Tensor, name: str) -> torch.Tensor:
@@ -110,7 +102,6 @@ def rln_local_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     background; the local one does, which is what the usual (windowed) SSIM metric measures.
     Patches need at least 11 px along every axis.
     """
-    from lucyd.metrics.torch_ssim import ssim_torch
 
     return _rln_terms(net, x, y, ssim_torch)
 
@@ -178,7 +169,6 @@ def n2v_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     only. ``y`` is not used for the loss (train on noisy images alone: ``gt/`` = ``raw/``); the
     returned prediction is the network's output on the masked input.
     """
-    from lucyd.n2v import blind_spot_mask, masked_loss
 
     masked, mask = blind_spot_mask(x)
     out = _single_channel(net(masked), "n2v")

@@ -20,6 +20,7 @@ loadable with :func:`lucyd.train.load_model` on its own.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -31,6 +32,7 @@ import torch
 import lucyd
 from lucyd.device import resolve_device
 from lucyd.errors import FileFormatError, InputError, LucydError
+from lucyd.nets import build_network, count_parameters, get_spec
 from lucyd.progress import progress
 from lucyd.train.batchnorm import batch_norm_layers, recalibrate_batch_norm
 from lucyd.train.card import ModelCard
@@ -86,7 +88,6 @@ def _make_scheduler(cfg: TrainConfig, optimizer):
 
 
 def _dataset_json(data_dir: Path) -> dict | None:
-    import json
 
     path = data_dir / "dataset.json"
     if not path.is_file():
@@ -127,7 +128,6 @@ def _start_or_resume(config: TrainConfig, model_dir: Path, resume: bool, overwri
 
 
 def _model_card(cfg: TrainConfig, net, images: list[TrainImage], data_dir: Path, split: dict) -> ModelCard:
-    from lucyd.nets import count_parameters, get_spec
 
     spec = get_spec(cfg.model)
     ndim = int(cfg.ndim)
@@ -177,7 +177,6 @@ class _Run:
     """The state of one training run: network, optimiser, samplers, step and best score."""
 
     def __init__(self, cfg: TrainConfig, train_imgs, val_imgs, multiple: int, model_dir: Path):
-        from lucyd.nets import build_network
 
         self.cfg, self.model_dir = cfg, model_dir
         self.device = resolve_device(cfg.device)
@@ -368,7 +367,6 @@ def train(
     LucydError
         The loss became NaN or infinite (diverged).
     """
-    from lucyd.nets import get_spec
 
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     if not isinstance(config, TrainConfig):

@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from lucyd.errors import InputError
+from lucyd.io import ImageMetadata, read_image, write_image
 from lucyd.train.ensemble import Ensemble, _model_is_probabilistic, load_any
+from lucyd.train.model import default_tile_shape
 
 #: keys of the uncertainty dictionary, in the order files are written
 UNCERTAINTY_KEYS = ("total", "laplace_scale", "disagreement")
@@ -177,7 +180,6 @@ def predict_uncertainty_file(model, input_path: str | Path, output_path: str | P
     dict of str to Path
         ``{"restoration": output_path, "total": ..., ...}`` of the files written.
     """
-    from lucyd.io import ImageMetadata, read_image, write_image
 
     if isinstance(model, (str, Path)):
         model = load_any(model)
@@ -187,7 +189,6 @@ def predict_uncertainty_file(model, input_path: str | Path, output_path: str | P
         raise InputError(f"{input_path}: the model restores {model.ndim}D images but the input is "
                          f"{image.ndim}D with shape {image.shape}")
     if tile_shape is None:
-        from lucyd.train.model import default_tile_shape
 
         tile_shape = default_tile_shape(image.shape, getattr(model, "size_multiple", 1))
     mean, unc = predict_with_uncertainty(model, image, tile_shape=tile_shape, overlap=overlap,
@@ -223,7 +224,6 @@ def spearman_uncertainty_error(uncertainty, error, *, patch: int | Sequence[int]
     float
         ``scipy.stats.spearmanr`` correlation (NaN when either input is constant).
     """
-    from scipy.stats import spearmanr
 
     u = np.asarray(uncertainty, dtype=np.float64)
     e = np.abs(np.asarray(error, dtype=np.float64))

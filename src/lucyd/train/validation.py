@@ -19,8 +19,10 @@ import numpy as np
 from torch import nn
 
 from lucyd.errors import LucydError
+from lucyd.metrics import evaluate
 from lucyd.train.card import ModelCard
 from lucyd.train.data import TrainImage
+from lucyd.train.model import RestorationModel, default_tile_shape
 
 
 def central_crop_shape(
@@ -85,8 +87,6 @@ class Validator:
 
         ``net``'s train/eval mode is restored afterwards.
         """
-        from lucyd.metrics import evaluate
-        from lucyd.train.model import RestorationModel, default_tile_shape
 
         was_training = net.training
         model = RestorationModel(net, self.card)
