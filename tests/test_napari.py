@@ -265,3 +265,74 @@ def test_screenshot_shows_the_layer(shown_viewer):
     raw.visible = False
     empty = viewer.screenshot(canvas_only=True, size=(200, 240))[..., :3].astype(float)
     assert empty.std() < 1 and np.abs(rgb - empty).mean() > 5  # what is drawn is the layer
+
+
+@pytest.fixture(scope="module")
+def probabilistic_model(tmp_path_factory):
+    """A tiny probabilistic CARE (a Laplace scale per voxel), trained for 3 steps."""
+    import torch
+
+    from lucyd.forward import camera_noise
+    from lucyd.synth import phantom
+    from lucyd.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("napari_model")
+    for sub in ("raw", "gt"):
+        (root / "data" / sub).mkdir(parents=True)
+    for seed in range(2):
+        gt = phantom("mixed", (32, 32), seed=seed)
+        raw = camera_noise(gt, photons=5.0, seed=seed).astype(np.float32)
+        write_image(root / "data" / "raw" / f"{seed}.tif", raw, ImageMetadata("YX", (0.1, 0.1)))
+        write_image(root / "data" / "gt" / f"{seed}.tif", gt, ImageMetadata("YX", (0.1, 0.1)))
+    config = TrainConfig(model="care", net_kwargs={"first_filters": 4, "probabilistic": True}, patch=(16, 16),
+                         batch=2, steps=3, val_interval=3, bn_recalibration=0, device="cpu", seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(config, root / "data", root / "model")
+    finally:
+        torch.set_num_threads(threads)
+    return root / "model"
+
+
+def test_predict_widget_adds_mean_and_uncertainty(viewer, qtbot, probabilistic_model):
+    from lucyd.synth import phantom
+    from lucyd.train.ensemble import load_any
+    from lucyd.train.uncertainty import predict_with_uncertainty
+
+    image = phantom("mixed", (40, 48), seed=7) * np.float32(50)
+    layer = viewer.add_image(image, name="cells", scale=(0.1, 0.1))
+    widget = _dock(viewer, "Predict with uncertainty")
+    widget.model.value = str(probabilistic_model)
+    widget.image.select(layer)
+    widget.device.value = "cpu"
+    started, _ = _run(qtbot, widget)
+    assert started and widget.runner.outcome == "done", widget.status.text()
+    mean, maps = predict_with_uncertainty(load_any(probabilistic_model), image, device="cpu", require=False)
+    names = [added.name for added in widget.result]
+    assert names == ["cells (mean)", *(f"cells (uncertainty: {key})" for key in maps)]
+    assert set(maps) == {"total", "laplace_scale"}
+    for added, expected in zip(widget.result, [mean, *maps.values()], strict=True):
+        np.testing.assert_allclose(added.data, expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(added.scale, (0.1, 0.1))
+
+
+def test_restore_widget_restores_each_time_point(viewer, qtbot, rng):
+    from lucyd.napari.widgets import CALIBRATED
+    from lucyd.restore import RestoreConfig
+
+    movie = rng.random((3, 6, 20, 24)).astype(np.float32)  # (t, z, y, x)
+    layer = viewer.add_image(movie, name="movie", scale=(30.0, *VOXEL), axis_labels=("t", "z", "y", "x"))
+    widget = _dock(viewer, "Restore")
+    assert widget.form.names == list(RestoreConfig.model_fields)  # lucyd restore's own schema
+    widget.method.value = "gaussian"
+    widget.image.select(layer)
+    widget.form["sigma"].value = "1.5"
+    _run(qtbot, widget)
+    assert widget.runner.outcome == "done", widget.status.text()
+    gaussian = build_method("gaussian", sigma=1.5)
+    expected = np.stack([gaussian.restore(frame, voxel_size=VOXEL) for frame in movie])
+    np.testing.assert_allclose(widget.result.data, expected, rtol=1e-6)
+    np.testing.assert_allclose(widget.result.scale, layer.scale)
+    widget.method.value = CALIBRATED
+    assert widget.form.names == list(RestoreConfig.model_fields)
