@@ -106,13 +106,16 @@ class JobRunner(QObject):
     # -- GUI thread
     def _on_step(self, done: int, total: int, desc: str) -> None:
         self.last_steps = (done, total, desc)
-        if self._bar is not None:
-            if total > 0 and self._bar.total != total:
-                self._bar.total = total
-            self._bar.n = min(done, total) if total > 0 else done
-            self._bar.set_description(desc or "lucyd")
-            self._bar.refresh()
+        if self.worker is None:  # a step delivered after the end
+            return
         self._status(f"{desc or 'working'}: {done}/{total if total > 0 else '?'}")
+        bar = self._bar  # a local, and the status first: the bar's refresh processes events, so
+        if bar is not None:  # the job may end (and close the bar) inside it
+            if total > 0 and bar.total != total:
+                bar.total = total
+            bar.n = min(done, total) if total > 0 else done
+            bar.set_description(desc or "lucyd")
+            bar.refresh()
 
     def _on_returned(self, value: tuple[str, Any], on_result, label: str) -> None:
         outcome, payload = value
@@ -129,9 +132,9 @@ class JobRunner(QObject):
             self._end(_FAILED, payload)
 
     def _end(self, outcome: str, message: str) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close()
         self.worker = None
         self.outcome = outcome
         self._status(message)

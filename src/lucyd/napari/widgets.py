@@ -440,12 +440,14 @@ class CompareWidget(JobWidget):
         return work, on_result, "compare"
 
     def _fill_table(self, metrics: dict[str, dict[str, float]]) -> None:
+        """One column per compared layer, one row per metric."""
         keys = sorted({k for values in metrics.values() for k in values})
         self.table.clear()
-        self.table.setRowCount(len(metrics))
-        self.table.setColumnCount(len(keys))
-        self.table.setHorizontalHeaderLabels(keys)
-        self.table.setVerticalHeaderLabels(list(metrics))
-        for row, values in enumerate(metrics.values()):
-            for col, key in enumerate(keys):
+        self.table.setRowCount(len(keys))
+        self.table.setColumnCount(len(metrics))
+        self.table.setVerticalHeaderLabels(keys)
+        self.table.setHorizontalHeaderLabels(list(metrics))
+        for col, values in enumerate(metrics.values()):
+            for row, key in enumerate(keys):
                 self.table.setItem(row, col, QTableWidgetItem(f"{values.get(key, float('nan')):.4g}"))
+        self.table.resizeColumnsToContents()
