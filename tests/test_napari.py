@@ -71,6 +71,35 @@ def test_layer_data_scale_channels_and_time():
     assert kwargs["units"] == ["second", "micrometer", "micrometer", "micrometer"]
 
 
+def test_two_channel_time_series_opens_as_channels_and_saves_with_its_interval(tmp_path, rng):
+    """Through lucyd.io's time-series reader and writer, where lucyd.io has them."""
+    from napari.components import ViewerModel
+
+    import lucyd.io
+    from lucyd.napari.io import read_layers
+    from lucyd.napari.io import write_image as write_layer
+
+    make_metadata = getattr(lucyd.io.metadata, "make_metadata", None)
+    if make_metadata is None or not hasattr(lucyd.io, "read_hyperstack"):
+        pytest.skip("this lucyd.io reads and writes (y, x) / (z, y, x) images only")
+    movie = rng.random((3, 2, 4, 8, 9)).astype(np.float32)  # (t, c, z, y, x)
+    meta = make_metadata("TCZYX", VOXEL, {}, channel_names=["DAPI", "GFP"], time_interval=30.0)
+    write_image(tmp_path / "movie.ome.tif", movie, meta)
+    viewer = ViewerModel()  # the napari model without Qt: the reader's layer data as napari splits it
+    for data, kwargs, _ in read_layers(str(tmp_path / "movie.ome.tif")):
+        viewer.add_image(data, **kwargs)
+    assert [layer.name for layer in viewer.layers] == ["movie [DAPI]", "movie [GFP]"]
+    gfp = viewer.layers["movie [GFP]"]
+    np.testing.assert_array_equal(gfp.data, movie[:, 1])
+    np.testing.assert_allclose(gfp.scale, (30.0, *VOXEL))
+    out = tmp_path / "gfp.ome.zarr"
+    write_layer(str(out), gfp.data, {**gfp._get_state(), "name": gfp.name})
+    back, back_meta = lucyd.io.read_hyperstack(out)
+    np.testing.assert_array_equal(back, movie[:, 1])
+    assert back_meta.axes == "TZYX" and back_meta.time_interval == 30.0
+    np.testing.assert_allclose(back_meta.voxel_size, VOXEL)
+
+
 # ----------------------------------------------------------------------------- viewer fixtures
 
 @pytest.fixture(scope="session")

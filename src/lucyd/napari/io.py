@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+import lucyd.io
+import lucyd.io.metadata
 from lucyd.errors import LucydError
-from lucyd.io import ImageMetadata, format_from_path, read_image
+from lucyd.io import ImageMetadata, format_from_path
 from lucyd.io import write_image as _write_image
 
-__all__ = ["get_reader", "layer_data", "layer_voxel_size", "read_layers", "write_image"]
+__all__ = ["get_reader", "layer_data", "layer_metadata", "layer_voxel_size", "read_layers", "write_image"]
 
 #: key of the lucyd metadata dictionary in ``layer.metadata``
 METADATA_KEY = "lucyd"
@@ -87,12 +89,19 @@ def layer_data(data: Any, meta: ImageMetadata, name: str) -> list[tuple[Any, dic
     return [(data, kwargs, "image")]
 
 
+def _reader():
+    """lucyd's reader of time series and channels (``read_hyperstack``) where lucyd.io has one,
+    else :func:`lucyd.io.read_image` (one (z, y, x) or (y, x) image)."""
+    return getattr(lucyd.io, "read_hyperstack", None) or lucyd.io.read_image
+
+
 def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
-    """Read one or more image files with :func:`lucyd.io.read_image` into napari layer data."""
+    """Read one or more image files with lucyd.io into napari layer data (:func:`layer_data`)."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     layers: list[tuple[Any, dict, str]] = []
+    read = _reader()
     for p in paths:
-        image, meta = read_image(p)
+        image, meta = read(p)
         name = Path(str(p).rstrip("/")).name
         for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".npy"):
             if name.lower().endswith(suffix):
@@ -128,15 +137,30 @@ def layer_voxel_size(scale, metadata: dict | None, ndim: int) -> tuple[float, ..
     return values
 
 
+def layer_metadata(array: np.ndarray, attributes: dict) -> ImageMetadata:
+    """lucyd metadata of a layer's data: spatial voxel size from its scale
+    (:func:`layer_voxel_size`); a (t, z, y, x) layer labelled so (axis labels ``t, z, y, x``)
+    keeps its time axis and interval where lucyd.io writes time series (``make_metadata``)."""
+    scale = np.asarray(attributes.get("scale", (1.0,) * array.ndim), dtype=float)
+    extra = {"napari_layer": attributes.get("name", "")}
+    labels = "".join(str(a).upper() for a in attributes.get("axis_labels") or ())
+    make_metadata = getattr(lucyd.io.metadata, "make_metadata", None)
+    in_order = "".join(a for a in "TCZYX" if a in labels)  # lucyd's axis order
+    if array.ndim > 3 and make_metadata is not None and len(labels) == array.ndim and labels == in_order:
+        spatial = sum(a in _SPATIAL for a in labels)
+        interval = float(scale[0]) if labels[0] == "T" and scale[0] != 1 else None
+        voxel = layer_voxel_size(scale, attributes.get("metadata"), spatial)
+        return make_metadata(labels, voxel, extra, time_interval=interval)
+    voxel = layer_voxel_size(scale, attributes.get("metadata"), array.ndim)
+    return ImageMetadata.for_array(array, voxel, extra=extra)
+
+
 def write_image(path: str, data: Any, attributes: dict) -> list[str]:
     """napari writer hook: one image layer to ``path`` with :func:`lucyd.io.write_image`.
 
-    The voxel size is the layer's scale (:func:`layer_voxel_size`); the format follows the
+    The voxel size is the layer's scale (:func:`layer_metadata`); the format follows the
     extension (ImageJ TIFF, OME-TIFF, OME-Zarr, ``.npy``); the write is atomic.
     """
     array = np.asarray(data)
-    voxel = layer_voxel_size(attributes.get("scale", (1.0,) * array.ndim), attributes.get("metadata"),
-                             array.ndim)
-    meta = ImageMetadata.for_array(array, voxel, extra={"napari_layer": attributes.get("name", "")})
-    _write_image(path, array, meta)
+    _write_image(path, array, layer_metadata(array, attributes))
     return [str(path)]
