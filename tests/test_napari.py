@@ -244,7 +244,7 @@ def test_bad_input_is_one_line_and_starts_nothing(viewer, qtbot):
     assert "needs a PSF layer" in widget.status.text() and "\n" not in widget.status.text()
 
 
-def test_psf_widget_model_equals_make_psf(viewer, qtbot):
+def test_psf_widget_equals_make_psf_and_from_beads(viewer, qtbot):
     from lucyd.psf import make_psf
 
     raw, _, _ = _sample(viewer)
@@ -256,6 +256,21 @@ def test_psf_widget_model_equals_make_psf(viewer, qtbot):
     assert widget.runner.outcome == "done", widget.status.text()
     expected = make_psf("born-wolf", (9, 17, 17), (0.2, 0.1, 0.1), na=1.2, wavelength=0.6, ni=1.518)
     np.testing.assert_allclose(widget.result.data, expected, rtol=1e-6)
+    np.testing.assert_allclose(widget.result.scale, (0.2, 0.1, 0.1))
+    # from beads: three point sources blurred by that PSF
+    from lucyd.forward import convolve
+    from lucyd.psf import from_beads
+
+    points = np.zeros((15, 48, 48), np.float32)
+    points[7, [10, 24, 36], [12, 30, 20]] = 1000.0
+    beads = viewer.add_image(convolve(points, expected) + 10, name="beads", scale=(0.2, 0.1, 0.1))
+    widget.source.value = "beads"
+    widget.beads.select(beads)
+    _run(qtbot, widget)
+    assert widget.runner.outcome == "done", widget.status.text()
+    measured = from_beads(beads.data, (0.2, 0.1, 0.1), shape=(9, 17, 17), threshold=0.2, min_distance=3)
+    np.testing.assert_allclose(widget.result.data, measured, rtol=1e-6)
+    assert widget.result.name == "PSF (beads of beads)"
     np.testing.assert_allclose(widget.result.scale, (0.2, 0.1, 0.1))
 
 
