@@ -36,12 +36,21 @@ CALIBRATED = "lucyd restore (calibrated network)"
 
 # ----------------------------------------------------------------------------- helpers
 
-def layer_array(layer, name: str) -> np.ndarray:
-    """A layer's data as float32 (the full-resolution level of a multiscale layer)."""
+def layer_source(layer, name: str):
+    """A layer's data as it is (the full-resolution level of a multiscale layer): converted to
+    float32 in the worker (:func:`as_float32`), not in the GUI thread."""
     if layer is None:
         raise InputError(f"{name}: choose an image layer")
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def as_float32(data) -> np.ndarray:
     return np.asarray(data, dtype=np.float32)
+
+
+def layer_array(layer, name: str) -> np.ndarray:
+    """A layer's data as float32 (for small layers such as PSFs, read in the GUI thread)."""
+    return as_float32(layer_source(layer, name))
 
 
 def spatial_ndim(layer, data: np.ndarray, psf: np.ndarray | None = None) -> int:
@@ -50,7 +59,7 @@ def spatial_ndim(layer, data: np.ndarray, psf: np.ndarray | None = None) -> int:
         return psf.ndim
     labels = [str(a).lower() for a in getattr(layer, "axis_labels", ())]
     count = sum(a in ("z", "y", "x") for a in labels)
-    return count if count in (2, 3) and labels[-count:] == ["z", "y", "x"][-count:] else min(data.ndim, 3)
+    return count if count in (2, 3) and labels[-count:] == ["z", "y", "x"][-count:] else min(len(data.shape), 3)
 
 
 def over_leading_axes(fn: Callable[[np.ndarray], np.ndarray], data: np.ndarray, ndim: int) -> np.ndarray:
@@ -197,7 +206,7 @@ class RestorerWidget(JobWidget):
     def prepare(self):
         name = self.method.value
         layer = self.image.value
-        image = layer_array(layer, "image")
+        image = layer_source(layer, "image")
         psf_layer = self.psf.value
         needs_psf = name == CALIBRATED or get_method(name).needs_psf
         psf = layer_array(psf_layer, "PSF") if needs_psf and psf_layer is not None else None
@@ -230,7 +239,7 @@ class RestorerWidget(JobWidget):
             note = {"method": name, "config": restorer.config.model_dump(mode="json")}
 
         def work(reporter):
-            return over_leading_axes(lambda stack: one(stack, reporter), image, ndim)
+            return over_leading_axes(lambda stack: one(stack, reporter), as_float32(image), ndim)
 
         def on_result(out):
             self.result = add_result(self.viewer, out, layer, f"{layer.name} ({label})", note)
@@ -321,13 +330,13 @@ class PSFWidget(JobWidget):
             like = None
         else:
             like = self.beads.value
-            beads = layer_array(like, "bead image")
-            voxel = layer_voxel_size(like.scale, like.metadata, beads.ndim)
+            beads = layer_source(like, "bead image")
+            voxel = layer_voxel_size(like.scale, like.metadata, len(beads.shape))
             options = {"threshold": self.threshold.value, "min_distance": self.min_distance.value,
                        "shape": shape}
 
             def work(reporter):
-                return from_beads(beads, voxel, **options), voxel
+                return from_beads(as_float32(beads), voxel, **options), voxel
 
             label = f"PSF (beads of {like.name})"
 
@@ -366,14 +375,14 @@ class PredictWidget(JobWidget):
         if folder in ("", "."):
             raise InputError("model folder: choose a trained model or ensemble folder (lucyd train)")
         layer = self.image.value
-        image = layer_array(layer, "image")
+        image = layer_source(layer, "image")
         tile = parse_text(self.tile_shape.value)
         tile = tuple(tile) if isinstance(tile, list) else tile
         device = self.device.value
         model = load_any(folder)  # quick, and a bad folder is a one-line error before any work
 
         def work(reporter):
-            return predict_with_uncertainty(model, image, tile_shape=tile, device=device, progress=True,
+            return predict_with_uncertainty(model, as_float32(image), tile_shape=tile, device=device, progress=True,
                                             require=False)
 
         def on_result(value):
@@ -418,15 +427,19 @@ class CompareWidget(JobWidget):
         if not layers:
             raise InputError("first: choose an image layer")
         truth_layer = self.truth.value
-        arrays = {layer.name: layer_array(layer, layer.name) for layer in layers}
-        truth = layer_array(truth_layer, "ground truth") if truth_layer is not None else None
+        arrays = {layer.name: layer_source(layer, layer.name) for layer in layers}
+        truth = layer_source(truth_layer, "ground truth") if truth_layer is not None else None
         if truth is not None:
             for name, array in arrays.items():
-                if array.shape != truth.shape:
-                    raise InputError(f"{name}: shape {array.shape} differs from the ground truth's {truth.shape}")
+                if tuple(array.shape) != tuple(truth.shape):
+                    raise InputError(f"{name}: shape {tuple(array.shape)} differs from the ground truth's "
+                                     f"{tuple(truth.shape)}")
 
         def work(reporter):
-            return {name: evaluate(array, truth) for name, array in arrays.items()} if truth is not None else {}
+            if truth is None:
+                return {}
+            gt = as_float32(truth)
+            return {name: evaluate(as_float32(array), gt) for name, array in arrays.items()}
 
         def on_result(metrics):
             self.metrics = metrics
