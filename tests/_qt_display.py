@@ -2,11 +2,11 @@
 
 napari draws its canvas with OpenGL. Qt's ``offscreen`` platform starts without a display but
 gives napari no OpenGL (layers fail to load) or, on an X display, an OpenGL context that
-draws black (Mesa 22, PyQt5 5.15). What works headless is Qt's ``xcb`` platform on a virtual X
-server: :func:`ensure_gl` starts a private ``Xvfb`` (Debian: ``apt-get install xvfb
-libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0``, which PyQt5's xcb plugin needs) that dies
-with this process, and checks in a subprocess (so that a Qt abort cannot kill pytest) that a
-napari viewer there draws an image. Without Xvfb it checks the environment as it is. It returns
+draws (almost) black (Mesa 22; PyQt5 5.15 and PyQt6 6.11 alike). What works headless is Qt's
+``xcb`` platform on a virtual X server: :func:`ensure_gl` starts a private ``Xvfb`` (Debian:
+``apt-get install xvfb`` and the xcb libraries Qt's xcb plugin needs, see ``.ci/run``) that
+dies with this process, and checks in a subprocess (so that a Qt abort cannot kill pytest)
+that a napari viewer there draws an image. Without Xvfb it checks the environment as it is. It returns
 the reason when napari cannot draw, for ``pytest.skip``.
 """
 
