@@ -32,6 +32,16 @@ raise SystemExit(0 if shot[..., :3].std() > 5 else 3)  # a blank canvas: 0
 _state: dict[str, str | None] = {}
 
 
+def qt_unavailable() -> str | None:
+    """Why Qt's GUI modules cannot be imported here (missing binding or system libraries such as
+    libEGL or fontconfig), or None when they can."""
+    try:
+        import qtpy.QtWidgets  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a missing shared library
+        return f"Qt cannot start here: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
 def _gl_works() -> tuple[bool, str]:
     """Can a napari viewer draw an image in this environment (checked in a subprocess)?"""
     try:

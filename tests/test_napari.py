@@ -17,9 +17,12 @@ import pytest
 
 pytest.importorskip("napari", reason="napari not installed (pip install 'lucyd[napari]')")
 pytest.importorskip("pytestqt", reason="pytest-qt not installed (pip install 'lucyd[test]')")
+from _qt_display import ensure_gl, qt_unavailable  # noqa: E402
+
+if (_why := qt_unavailable()) is not None:
+    pytest.skip(_why, allow_module_level=True)
 npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'lucyd[napari]')")
 
-from _qt_display import ensure_gl  # noqa: E402
 from lucyd.io import ImageMetadata, read_image, write_image  # noqa: E402
 from lucyd.methods import available_methods, build_method, get_method  # noqa: E402
 from lucyd.napari import MANIFEST  # noqa: E402
