@@ -19,14 +19,16 @@ SAMPLE_OPTICS = {"na": 1.4, "wavelength": 0.52, "ni": 1.518}
 SAMPLE_CAMERA = {"photons": 2.0, "read_noise": 1.5, "gain": 2.0, "offset": 100.0}
 
 
-def make_sample(shape=(32, 128, 128), seed: int = 0) -> dict:
+def make_sample(shape=(32, 128, 128), seed: int = 0, kind: str = "nuclei") -> dict:
     """``{"raw", "psf", "gt", "voxel_size"}``: raw in camera counts, gt in counts above the offset.
+
+    ``kind`` is the phantom (:data:`lucyd.synth.phantoms.KINDS`); the napari sample uses "mixed".
 
     ``gt`` is the object whose blur is the raw image's expectation (photons × gain × phantom),
     so a restoration in the raw's counts above the offset can be compared with it directly.
     """
     psf = born_wolf((33, 65, 65), SAMPLE_VOXEL, **SAMPLE_OPTICS)
-    obj = phantom("nuclei", shape, seed=seed, background=5.0)
+    obj = phantom(kind, shape, seed=seed, background=5.0)
     blurred = convolve(obj, psf, boundary="linear")
     raw = camera_noise(blurred, seed=seed + 1, **SAMPLE_CAMERA)
     gt = obj * np.float32(SAMPLE_CAMERA["photons"] * SAMPLE_CAMERA["gain"])
