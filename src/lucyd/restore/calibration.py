@@ -86,8 +86,8 @@ def calibrate(image, psf) -> Calibration:
     return Calibration(noise=noise, foreground_fraction=foreground_fraction(e, noise.peak_e))
 
 
-def _blurred(kind: str, shape, psf, seed: int, density: float) -> tuple[np.ndarray, np.ndarray]:
-    gt = phantom(kind, shape, seed=seed, density=density, background=0.0)
+def _blurred(kind: str, shape, psf, seed: int, density: float, perlin: dict | None = None):
+    gt = phantom(kind, shape, seed=seed, density=density, background=0.0, perlin=perlin)
     return gt, convolve(gt, psf, boundary="linear")
 
 
@@ -165,16 +165,18 @@ def calibrated_pairs(plan: SyntheticPlan, calibration: Calibration, psf):
         yield f"{i:04d}_{kind}", raw, gt_e
 
 
-def image_phantom(kind: str, shape, psf, noise: NoiseModel, *, density: float, seed: int):
+def image_phantom(kind: str, shape, psf, noise: NoiseModel, *, density: float, seed: int,
+                  perlin: dict | None = None):
     """One phantom imaged like the specimen: ``(raw_e, gt_e)`` in photo-electrons above dark.
 
     The phantom's brightness is set so that the blurred image's bright level (99.9th
     percentile of the smoothed image) is ``noise.peak_e``; Poisson noise plus Gaussian read
     noise ``noise.read_noise_e`` on ``noise.background_e``; the raw is shifted by its own dark
     level (as the specimen was), and the object carries the background so that
-    ``blur(gt_e) = E[raw_e]``.
+    ``blur(gt_e) = E[raw_e]``. ``perlin`` adds a smooth diffuse component to the object
+    (:func:`lucyd.synth.phantom`'s ``perlin``: cytoplasm-like signal of dense specimens).
     """
-    gt, blur = _blurred(kind, shape, psf, seed, density)
+    gt, blur = _blurred(kind, shape, psf, seed, density, perlin)
     bright = float(np.percentile(ndimage.uniform_filter(blur, 3), 99.9))
     photons = noise.peak_e / max(bright, 1e-12)
     raw = camera_noise(blur, photons=photons, background=noise.background_e,

@@ -11,7 +11,9 @@ every microscope whose PSF has, on that grid, the shape of its training family:
   pixels per lateral FWHM and 2–6 per axial FWHM.
 
 The training pairs (:func:`zoo_pairs`) are made as a user's image is restored: a phantom
-(mixed, nuclei, granules or tubules at a random density) is imaged on a native grid through a
+(mixed, nuclei, granules or tubules at a random density, in three of four pairs on a smooth
+diffuse component: real dense specimens are not dark between their structures, and a model
+trained without it erases their diffuse signal) is imaged on a native grid through a
 random PSF of the family with Poisson–Gaussian camera noise over a range of photon levels
 (the calibration of :mod:`lucyd.restore.calibration` in reverse), restored by
 discrepancy-principle RL on that grid, and the estimate and the object are resampled to
@@ -65,6 +67,8 @@ MEDIA = {"air": (1.0, (0.8, 0.95)), "water": (1.333, (0.8, 1.27)), "silicone": (
          "oil": (1.518, (1.0, 1.49))}
 #: emission wavelengths (µm)
 EMISSION_UM = (0.45, 0.67)
+#: phantom units of the structures' bright level (the phantoms' 99.9th percentile is 600–800)
+DIFFUSE_AMPLITUDE = 600.0
 #: kinds of phantom and their share of a zoo training set
 ZOO_KINDS = ("mixed", "nuclei", "granules", "tubules")
 
@@ -94,6 +98,8 @@ class ZooSpec:
     background_e: tuple[float, float] = (0.2, 30.0)
     #: phantom density factors (log-uniform)
     density: tuple[float, float] = (0.1, 4.0)
+    #: share of objects with a smooth diffuse component (its amplitude 5–100 % of the structures')
+    diffuse_share: float = 0.75
     n_validation: int = 8
     seed: int = 0
 
@@ -179,13 +185,18 @@ def zoo_pairs(spec: ZooSpec, *, n: int, seed: int):
         kind = ZOO_KINDS[i % len(ZOO_KINDS)]
         cal = _calibration(_log_uniform(rng, spec.peak_e), float(rng.uniform(*spec.read_noise_e)),
                            _log_uniform(rng, spec.background_e), 0.0)
+        perlin = None
+        if rng.random() < spec.diffuse_share:  # diffuse signal of dense specimens (cytoplasm, out-of-focus haze)
+            perlin = {"amplitude": DIFFUSE_AMPLITUDE * _log_uniform(rng, (0.05, 1.0)),
+                      "scale": _log_uniform(rng, (8.0, 48.0))}
         raw, gt = image_phantom(kind, native_shape, psf, cal.noise, density=_log_uniform(rng, spec.density),
-                                seed=int(rng.integers(2**31)))
+                                seed=int(rng.integers(2**31)), perlin=perlin)
         rl, _ = discrepancy_rl(raw, psf, cal.noise.read_noise_e)
         rl_c = resample(rl, shape=spec.canonical_shape)
         gt_c = resample(gt, shape=spec.canonical_shape)
         info = {**optics, "kind": kind, "peak_e": cal.noise.peak_e, "read_noise_e": cal.noise.read_noise_e,
-                "background_e": cal.noise.background_e, "native_shape": list(native_shape)}
+                "background_e": cal.noise.background_e, "native_shape": list(native_shape),
+                "diffuse": perlin}
         yield f"{i:04d}_{optics['family']}_{kind}", {"raw": raw, "gt": gt, "rl": rl, "psf": psf, "info": info}, (
             rl_c, gt_c, zoom)
 
