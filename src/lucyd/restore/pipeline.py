@@ -329,7 +329,17 @@ def _find_zoo(psf: np.ndarray, calibration: Calibration, config: RestoreConfig, 
 
     matches = match_zoo(psf, calibration, zoo_dir=config.zoo_dir)
     fit = next((m for m in matches if m.fits), None)
-    record["zoo"] = {"matches": [m.as_dict() for m in matches], "used": fit.name if fit else None}
+    record["zoo"] = {"matches": [m.as_dict() for m in matches], "used": None}
+    if fit is not None and config.method == "auto":
+        desc = json.loads((fit.folder / "zoo.json").read_text())
+        if not desc.get("use_in_auto", True):
+            reason = desc.get("use_in_auto_reason") or (
+                "on its validation pairs it did not beat Richardson–Lucy "
+                f"(mean {desc.get('validation_mean_gain_db')} dB)")
+            record["zoo"]["why"] = (f"{fit.name} fits the optics but is not used by method=auto: {reason}; a model "
+                                    "is trained for this image instead")
+            return None
+    record["zoo"]["used"] = fit.name if fit else None
     if fit is None:
         why = "; ".join(f"{m.name}: " + ", ".join(m.reasons) for m in matches) or "no zoo model is installed"
         if config.method == "zoo":

@@ -111,7 +111,7 @@ ZOO_SPECS = {
     "widefield-2d": ZooSpec(name="widefield-2d", ndim=2, canonical_shape=(128, 128), n_pairs=256, steps=10_000,
                             patch=(64, 64), n_validation=16),
     "widefield-3d": ZooSpec(name="widefield-3d", ndim=3, canonical_shape=(24, 64, 64), n_pairs=128, steps=10_000,
-                            patch=(16, 32, 32), first_filters=8, batch=2, n_validation=8),
+                            patch=(12, 32, 32), first_filters=8, batch=2, n_validation=8),
 }
 
 
@@ -296,6 +296,18 @@ def _validate(spec: ZooSpec, model_dir: Path) -> list[dict]:
     return rows
 
 
+def auto_policy(validation: list[dict]) -> dict:
+    """Whether ``method="auto"`` may use a model: only when it beat RL on average on its validation pairs.
+
+    Returns ``{"validation_mean_gain_db", "use_in_auto"}`` for ``zoo.json``. A model that does
+    not beat the discrepancy-stopped RL on fresh pairs of its own family is not offered by
+    ``auto`` (it stays available as ``method="zoo"``); the physics check still judges every
+    model that is offered.
+    """
+    gain = float(np.mean([r["zoo_psnr"] - r["rl_psnr"] for r in validation])) if validation else float("nan")
+    return {"validation_mean_gain_db": round(gain, 3), "use_in_auto": bool(gain > 0)}
+
+
 def build_zoo_model(name: str, work: str | Path, *, out_dir: str | Path | None = None) -> Path:
     """Make the training set, train (or resume) and validate zoo model ``name``; install it into ``out_dir``.
 
@@ -325,6 +337,7 @@ def build_zoo_model(name: str, work: str | Path, *, out_dir: str | Path | None =
         "psf_tolerance": PSF_TOLERANCE, "spec": asdict(spec), "media": {k: list(v[1]) for k, v in MEDIA.items()},
         "emission_um": list(EMISSION_UM), "retrain_command": spec.retrain_command(),
         "build_cpu_s": round(time.process_time() - t0, 1), "validation": validation,
+        **auto_policy(validation),
     }
     with atomic_path(out / "zoo.json") as tmp:
         tmp.write_text(json.dumps(description, indent=1))
