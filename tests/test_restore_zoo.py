@@ -105,7 +105,7 @@ def test_zoo_lookup_picks_the_model_and_refuses_mismatches_with_reasons():
     psf3 = gaussian_psf((21, 21, 21), (2.0, 1.5, 1.5))
     matches = match_zoo(psf3, calibrate(_raw(psf3), psf3))
     assert matches[0].fits and matches[0].name == "widefield-3d"
-    assert any("3D model" in r for m in matches if m.name == "widefield-2d" for r in m.reasons)
+    assert any("2D model, the image is 3D" in r for m in matches if m.name == "widefield-2d" for r in m.reasons)
 
     airy = born_wolf((25, 25), (0.06, 0.06), na=1.3, wavelength=0.6, ni=1.518)
     assert match_zoo(airy, calibrate(_raw(airy), airy))[0].name == "widefield-2d"
@@ -146,6 +146,16 @@ def test_restore_with_the_zoo_is_deterministic_and_needs_no_training(tmp_path, o
     dark = rec["calibration"]["noise"]["dark_level"]
     assert a.image.sum() == pytest.approx(float((raw - dark).sum()), rel=0.1)
     json.dumps(rec)  # the record is JSON
+
+
+@needs_zoo
+def test_auto_skips_a_zoo_model_that_lost_on_held_out_data(tmp_path, one_thread):
+    """A model whose zoo.json says use_in_auto false is not used by auto; the record says why, and it trains."""
+    psf = gaussian_psf((25, 25), (1.5, 1.5))
+    assert read_zoo(ZOO_DIR / "widefield-2d")["use_in_auto"] is False
+    res = restore(_raw(psf)[:64, :64], psf, method="auto", steps=4, n_train=3, cache_dir=str(tmp_path), progress=False)
+    assert res.record["zoo"]["used"] is None and "not used by method=auto" in res.record["zoo"]["why"]
+    assert "zoo" not in res.candidates and "network" in res.candidates
 
 
 def test_zoo_dir_is_package_data():

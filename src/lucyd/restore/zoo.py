@@ -339,6 +339,10 @@ def build_zoo_model(name: str, work: str | Path, *, out_dir: str | Path | None =
         "build_cpu_s": round(time.process_time() - t0, 1), "validation": validation,
         **auto_policy(validation),
     }
+    if (out / "zoo.json").is_file():  # a recorded decision from held-out evidence survives retraining
+        previous = read_zoo(out)
+        if previous.get("use_in_auto_reason"):
+            description.update(use_in_auto=False, use_in_auto_reason=previous["use_in_auto_reason"])
     with atomic_path(out / "zoo.json") as tmp:
         tmp.write_text(json.dumps(description, indent=1))
     return out
