@@ -14,12 +14,16 @@ Held-out cases (none used to design or tune the restore recipe, which was tuned 
   the bead with its measured PSF: the physics self-check of RL-20, the calibrated RL and the
   network.
 
+Each synthetic case is restored three ways: ``--method zoo`` (a pretrained zoo model, no training),
+``--method auto`` (what a user gets) and ``--method network`` (the model trained for the image).
+
 Every method sees only the raw image and the PSF. RL is `lucyd.deconv.deconvolve` (flipped
 PSF, non-circulant) on the image minus its offset; "oracle-best" picks the count (1–100) with
 the best PSNR against the ground truth, which no user can do. PSNR/SSIM: `lucyd.metrics.evaluate`.
 
 Run: ``python benchmarks/bench_restore.py --out benchmarks/results`` (one torch thread;
-``--cases dapi,w2s_044`` for a subset; ``--steps`` overrides the restore default).
+``--cases dapi,w2s_044`` for a subset; ``--steps`` overrides the restore default; ``--json`` names
+the results file).
 """
 
 from __future__ import annotations

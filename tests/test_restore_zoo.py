@@ -167,3 +167,21 @@ def test_zoo_dir_is_package_data():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     data = json.dumps(pyproject["tool"]["setuptools"].get("package-data", {}))
     assert "restore/models" in data
+
+
+@needs_zoo
+def test_cli_restore_method_zoo(tmp_path, one_thread):
+    from typer.testing import CliRunner
+
+    from lucyd.cli.main import app
+    from lucyd.io import write_image
+
+    psf = gaussian_psf((25, 25), (1.5, 1.5))
+    img, p, out = tmp_path / "in.tif", tmp_path / "psf.tif", tmp_path / "out.tif"
+    write_image(img, _raw(psf)[:64, :64])
+    write_image(p, psf)
+    r = CliRunner().invoke(app, ["restore", str(img), "--psf", str(p), "-o", str(out), "--method", "zoo",
+                                 "--cache", str(tmp_path / "cache"), "--no-report"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "out.tif.restore.json").read_text())
+    assert rec["chosen"] == "zoo" and "zoo: widefield-2d" in r.output
