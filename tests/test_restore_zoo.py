@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -89,6 +90,8 @@ def test_shipped_models_load_and_their_cards_are_complete():
         assert card.network.name == "care" and card.network.ndim == spec.ndim and card.network.parameters > 0
         assert card.normalization.percentiles == (0.0, 99.9)
         assert desc["retrain_command"] == spec.retrain_command() and desc["name"] in desc["retrain_command"]
+        # the shipped model was trained with the spec the retrain command uses today
+        assert desc["spec"] == json.loads(json.dumps(asdict(spec)))
         assert len(desc["validation"]) == spec.n_validation
         assert {"rl_psnr", "zoo_psnr", "raw_psnr", "family", "peak_e"} <= set(desc["validation"][0])
         assert desc["psf_tolerance"] == PSF_TOLERANCE and desc["canonical_fwhm_px"] == CANONICAL_FWHM_PX
