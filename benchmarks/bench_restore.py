@@ -14,12 +14,16 @@ Held-out cases (none used to design or tune the restore recipe, which was tuned 
   the bead with its measured PSF: the physics self-check of RL-20, the calibrated RL and the
   network.
 
+Each synthetic case is restored three ways: ``--method zoo`` (a pretrained zoo model, no training),
+``--method auto`` (what a user gets) and ``--method network`` (the model trained for the image).
+
 Every method sees only the raw image and the PSF. RL is `lucyd.deconv.deconvolve` (flipped
 PSF, non-circulant) on the image minus its offset; "oracle-best" picks the count (1–100) with
 the best PSNR against the ground truth, which no user can do. PSNR/SSIM: `lucyd.metrics.evaluate`.
 
 Run: ``python benchmarks/bench_restore.py --out benchmarks/results`` (one torch thread;
-``--cases dapi,w2s_044`` for a subset; ``--steps`` overrides the restore default).
+``--cases dapi,w2s_044`` for a subset; ``--steps`` overrides the restore default; ``--json`` names
+the results file).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import torch
 from scipy import ndimage
 
 from lucyd.deconv import deconvolve
+from lucyd.errors import InputError
 from lucyd.forward import camera_noise, convolve
 from lucyd.metrics import evaluate
 from lucyd.restore import RestoreConfig, restore
@@ -79,7 +84,8 @@ def case_data(name: str) -> dict | None:
     return {"raw": raw, "psf": psf, "gt": gt, "offset": cam["offset"]}
 
 
-def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0.5) -> dict | None:
+def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0.5,
+             zoo_dir: str | None = None) -> dict | None:
     d = case_data(name)
     if d is None:
         print(f"{name}: skipped (real data not found under {REAL})")
@@ -93,29 +99,43 @@ def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0
         curve_ssim.append(m["ssim"])
 
     deconvolve(raw_above, d["psf"], iterations=ORACLE_MAX, progress=False, callback=score)
-    t0 = time.process_time()
-    w0 = time.perf_counter()
-    cfg = RestoreConfig(steps=steps, cache_dir=cache, threads=1, method="auto", specimen_share=specimen_share)
-    res = restore(d["raw"], d["psf"], config=cfg, progress=False)
-    cpu = time.process_time() - t0
-    wall = time.perf_counter() - w0
+
+    def timed(method: str):
+        t0, w0 = time.process_time(), time.perf_counter()
+        cfg = RestoreConfig(steps=steps, cache_dir=cache, threads=1, method=method, specimen_share=specimen_share,
+                            zoo_dir=zoo_dir)
+        try:
+            res = restore(d["raw"], d["psf"], config=cfg, progress=False)
+        except InputError as exc:  # method=zoo with no fitting model
+            print(f"{name} {method}: {exc}")
+            return None, None
+        return res, {"cpu_s": round(time.process_time() - t0, 1), "wall_s": round(time.perf_counter() - w0, 1)}
+
+    zoo, zoo_time = timed("zoo")
+    auto, auto_time = timed("auto")
+    trained, trained_time = timed("network")
     row = {
         "case": name,
         "raw": evaluate(raw_above, d["gt"]),
         "rl_fixed": {"psnr": curve_psnr[FIXED_RL - 1], "ssim": curve_ssim[FIXED_RL - 1]},
         "rl_oracle": {"psnr": max(curve_psnr), "ssim": curve_ssim[int(np.argmax(curve_psnr))],
                       "iterations": int(np.argmax(curve_psnr)) + 1},
-        "rl_discrepancy": {**evaluate(res.candidates["rl"], d["gt"]),
-                          "iterations": res.record["rl"]["iterations"]},
-        "network": evaluate(res.candidates["network"], d["gt"]),
-        "restore": evaluate(res.image, d["gt"]),
-        "chosen": res.record["chosen"],
-        "physics_check": res.record["physics_check"],
-        "steps": res.record["model"]["steps"],
-        "cpu_s": round(cpu, 1),
-        "wall_s": round(wall, 1),
+        "rl_discrepancy": {**evaluate(auto.candidates["rl"], d["gt"]),
+                          "iterations": auto.record["rl"]["iterations"]},
+        "zoo": None if zoo is None else {**evaluate(zoo.candidates["zoo"], d["gt"]), "model": zoo.record["zoo"]["used"],
+                                         "passed_check": not zoo.record["physics_check"]["zoo_worse_than_rl"],
+                                         **zoo_time},
+        "zoo_lookup": auto.record.get("zoo"),
+        "network": {**evaluate(trained.candidates["network"], d["gt"]), "steps": trained.record["model"]["steps"],
+                    "passed_check": not trained.record["physics_check"]["network_worse_than_rl"], **trained_time},
+        "restore": {**evaluate(auto.image, d["gt"]), "chosen": auto.record["chosen"], "why": auto.record["why"],
+                    **auto_time},
+        "physics_check": {"zoo": None if zoo is None else zoo.record["physics_check"],
+                          "network": trained.record["physics_check"]},
+        "load": os.getloadavg(),
     }
-    print(json.dumps({k: v for k, v in row.items() if k != "physics_check"}, default=float), flush=True)
+    print(json.dumps({k: v for k, v in row.items() if k not in ("physics_check", "zoo_lookup")}, default=float),
+          flush=True)
     return row
 
 
@@ -152,17 +172,19 @@ def main() -> None:
     ap.add_argument("--specimen-share", type=float, default=0.5)
     ap.add_argument("--cache", default="/tmp/lucyd-bench-restore-cache")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--zoo-dir", default=None, help="zoo models (default: the package's)")
+    ap.add_argument("--json", default="restore.json", help="file name of the results under --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
     for name in args.cases.split(","):
         row = real_check(name, args.cache, args.steps) if name.startswith("real_") else run_case(
-            name, args.steps, args.cache, args.specimen_share)
+            name, args.steps, args.cache, args.specimen_share, args.zoo_dir)
         if row:
             rows.append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "restore.json").write_text(json.dumps({"rows": rows, "load": os.getloadavg()}, indent=1, default=float))
+    (out / args.json).write_text(json.dumps({"rows": rows, "load": os.getloadavg()}, indent=1, default=float))
 
 
 if __name__ == "__main__":

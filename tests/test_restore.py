@@ -178,12 +178,13 @@ def test_cli_restore_writes_record_and_voxel_size(tmp_path, one_thread):
     write_image(psf, PSF2)
     out = tmp_path / "out.tif"
     r = CliRunner().invoke(app, ["restore", str(img), "--psf", str(psf), "-o", str(out), "--steps", "4",
+                                 "--method", "network",
                                  "--cache", str(tmp_path / "cache"), "--threads", "1"])
     assert r.exit_code == 0, r.output
     restored, meta = read_image(out)
     assert restored.shape == raw.shape and meta.voxel_size == pytest.approx((0.1, 0.1))
     rec = json.loads((tmp_path / "out.tif.restore.json").read_text())
-    assert rec["input"] == str(img) and rec["chosen"] in ("rl", "network")
+    assert rec["input"] == str(img) and rec["chosen"] == "network"
     assert "physics check" in r.output
     html = (tmp_path / "out.tif.html").read_text()
     assert "Physics self-check" in html and "data:image/png;base64," in html

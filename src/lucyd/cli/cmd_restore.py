@@ -33,6 +33,8 @@ def _print_summary(paths, records) -> None:
                    f"bright level {cal['peak_e']:.3g} e-, structure share "
                    f"{rec['calibration']['foreground_fraction']:.3f}")
         typer.echo(f"  RL: {rec['rl']['iterations']} iterations (discrepancy principle)")
+        if rec.get("zoo"):
+            typer.echo(f"  zoo: {rec['zoo']['why']}")
         if model:
             typer.echo(f"  model: {'reused' if model['reused'] else 'trained'} ({model['cache']}), "
                        f"{model['steps']} training steps")
@@ -60,8 +62,9 @@ def restore_command(
     ni: float = typer.Option(1.515, "--ni", help="Immersion refractive index (model PSF)."),
     psf_model: str = typer.Option("born-wolf", "--psf-model", help="gaussian, born-wolf, gibson-lanni, vectorial."),
     voxel_size: str = typer.Option(None, "--voxel-size", help="Voxel size in µm, e.g. 0.3,0.1,0.1 (else the file's)."),
-    method: str = typer.Option("auto", "--method", help="auto (network unless the physics check rejects it), "
-                               "network, or rl."),
+    method: str = typer.Option("auto", "--method", help="auto (a pretrained zoo model when one fits the optics, "
+                               "else a network trained for the image, each only if the physics check passes it, "
+                               "else RL), zoo, network, or rl."),
     budget: str = typer.Option(None, "--budget", help="Optional wall-time cap on training, e.g. 10m. The default "
                                "budget is the step count, which fits 10 minutes of a 2-core CPU."),
     steps: int = typer.Option(None, "--steps", help="Training steps (default 600 in 3D, 1500 in 2D)."),

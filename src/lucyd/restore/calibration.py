@@ -86,8 +86,8 @@ def calibrate(image, psf) -> Calibration:
     return Calibration(noise=noise, foreground_fraction=foreground_fraction(e, noise.peak_e))
 
 
-def _blurred(kind: str, shape, psf, seed: int, density: float) -> tuple[np.ndarray, np.ndarray]:
-    gt = phantom(kind, shape, seed=seed, density=density, background=0.0)
+def _blurred(kind: str, shape, psf, seed: int, density: float, perlin: dict | None = None):
+    gt = phantom(kind, shape, seed=seed, density=density, background=0.0, perlin=perlin)
     return gt, convolve(gt, psf, boundary="linear")
 
 
@@ -155,22 +155,35 @@ def calibrated_pairs(plan: SyntheticPlan, calibration: Calibration, psf):
     Gaussian noise of the specimen's read noise; the raw is then shifted by its own dark level
     (as the specimen was).
     """
-    noise = calibration.noise
     rng = np.random.default_rng(plan.seed)
     shares = np.cumsum([s for _, s in TRAINING_KINDS])
     for i in range(plan.n):
         kind = TRAINING_KINDS[int(np.searchsorted(shares, (i + 0.5) / plan.n))][0]
         density = plan.densities[kind] * float(np.exp(rng.uniform(math.log(0.5), math.log(2.0))))
         seed = int(rng.integers(2**31))
-        gt, blur = _blurred(kind, plan.shape, psf, seed, density)
-        bright = float(np.percentile(ndimage.uniform_filter(blur, 3), 99.9))
-        photons = noise.peak_e / max(bright, 1e-12)
-        raw = camera_noise(blur, photons=photons, background=noise.background_e,
-                           read_noise=noise.read_noise_e, seed=seed + 1)
-        dark = float(np.percentile(ndimage.uniform_filter(raw, 3), 0.5))
-        # object in photo-electrons, carrying the background so that blur(gt) = E[raw] − dark
-        gt_e = (gt * np.float32(photons) + np.float32(noise.background_e - dark)).astype(np.float32)
-        yield f"{i:04d}_{kind}", (raw - np.float32(dark)).astype(np.float32), gt_e
+        raw, gt_e = image_phantom(kind, plan.shape, psf, calibration.noise, density=density, seed=seed)
+        yield f"{i:04d}_{kind}", raw, gt_e
+
+
+def image_phantom(kind: str, shape, psf, noise: NoiseModel, *, density: float, seed: int,
+                  perlin: dict | None = None):
+    """One phantom imaged like the specimen: ``(raw_e, gt_e)`` in photo-electrons above dark.
+
+    The phantom's brightness is set so that the blurred image's bright level (99.9th
+    percentile of the smoothed image) is ``noise.peak_e``; Poisson noise plus Gaussian read
+    noise ``noise.read_noise_e`` on ``noise.background_e``; the raw is shifted by its own dark
+    level (as the specimen was), and the object carries the background so that
+    ``blur(gt_e) = E[raw_e]``. ``perlin`` adds a smooth diffuse component to the object
+    (:func:`lucyd.synth.phantom`'s ``perlin``: cytoplasm-like signal of dense specimens).
+    """
+    gt, blur = _blurred(kind, shape, psf, seed, density, perlin)
+    bright = float(np.percentile(ndimage.uniform_filter(blur, 3), 99.9))
+    photons = noise.peak_e / max(bright, 1e-12)
+    raw = camera_noise(blur, photons=photons, background=noise.background_e,
+                       read_noise=noise.read_noise_e, seed=seed + 1)
+    dark = float(np.percentile(ndimage.uniform_filter(raw, 3), 0.5))
+    gt_e = (gt * np.float32(photons) + np.float32(noise.background_e - dark)).astype(np.float32)
+    return (raw - np.float32(dark)).astype(np.float32), gt_e
 
 
 def specimen_pairs(estimate_e: np.ndarray, psf, calibration: Calibration, *, n: int, seed: int,

@@ -50,7 +50,7 @@ def save_restore_report(result: RestoreResult, raw: np.ndarray, path: Path, voxe
                       "restoration fails to explain.")
     check = result.record.get("physics_check", {})
     rows = [{"method": k, "voxel χ²": v["chi2"], "flux χ²": v["flux_chi2"], "worst block (SE)": v["worst_block_z"]}
-            for k, v in check.items() if isinstance(v, dict)]
+            for k, v in check.items() if isinstance(v, dict) and "chi2" in v]
     sections = [
         {"heading": "Restoration", "text": f"Chosen: {result.record['chosen']} ({result.record['why']}).",
          "images": [fig]},

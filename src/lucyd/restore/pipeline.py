@@ -38,6 +38,7 @@ from pydantic import Field
 
 from lucyd.config import JobConfig
 from lucyd.deconv import deconvolve, prepare_psf
+from lucyd.errors import InputError
 from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
@@ -57,7 +58,7 @@ RECIPE_VERSION = 1
 #: RL iteration counts searched on the synthetic pairs
 MAX_RL_ITERATIONS = 80
 
-Method = Literal["auto", "network", "rl"]
+Method = Literal["auto", "zoo", "network", "rl"]
 #: RL's voxel χ² above which the forward model itself (PSF, noise) is said not to fit the data
 MODEL_MISMATCH_CHI2 = 2.0
 
@@ -67,10 +68,13 @@ class RestoreConfig(JobConfig):
 
     Attributes
     ----------
-    method : {"auto", "network", "rl"}
-        ``auto``: the network, unless the physics check finds that it explains the data worse
-        than Richardson–Lucy (then RL); ``network``: the network regardless; ``rl``:
-        Richardson–Lucy at the calibrated count (no training).
+    method : {"auto", "zoo", "network", "rl"}
+        ``auto``: a pretrained zoo model when one fits the optics and noise
+        (:func:`lucyd.restore.zoo.match_zoo`) and passes the physics check (no training);
+        otherwise a network trained for the image, when it passes the check; otherwise
+        Richardson–Lucy. ``zoo``: the fitting zoo model regardless of the check (refused when
+        none fits); ``network``: the network trained for the image regardless; ``rl``:
+        Richardson–Lucy stopped by the discrepancy principle (no network).
     steps : int or None
         Training steps (None: 600 in 3D, 1,500 in 2D, chosen to fit in 10 minutes of the
         2-core reference CPU).
@@ -94,6 +98,8 @@ class RestoreConfig(JobConfig):
     seed, threads, device, cache_dir :
         Seed of everything random; torch CPU threads in training; torch device; model cache
         folder (None: ``$LUCYD_CACHE`` or ``~/.cache/lucyd``).
+    zoo_dir : str or None
+        Folder of zoo models (None: the ones shipped in the package, :data:`lucyd.restore.zoo.ZOO_DIR`).
     """
 
     error_label = "restore config"
@@ -111,6 +117,7 @@ class RestoreConfig(JobConfig):
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
     cache_dir: str | None = None
+    zoo_dir: str | None = None
 
 
 @dataclass
@@ -309,6 +316,61 @@ def _override(calibration: Calibration, config: RestoreConfig) -> Calibration:
     return Calibration(noise=noise, foreground_fraction=frac)
 
 
+def _find_zoo(psf: np.ndarray, calibration: Calibration, config: RestoreConfig, record: dict):
+    """The zoo model that fits (:func:`lucyd.restore.zoo.match_zoo`), or None; the record says why.
+
+    ``method="zoo"`` with no fitting model is refused with every model's reasons.
+    """
+    if config.method not in ("auto", "zoo"):
+        return None
+    from lucyd.restore.zoo import match_zoo  # zoo imports this module (discrepancy_rl): a cycle
+
+    matches = match_zoo(psf, calibration, zoo_dir=config.zoo_dir)
+    fit = next((m for m in matches if m.fits), None)
+    record["zoo"] = {"matches": [m.as_dict() for m in matches], "used": None}
+    if fit is not None and config.method == "auto":
+        desc = json.loads((fit.folder / "zoo.json").read_text())
+        if not desc.get("use_in_auto", True):
+            reason = desc.get("use_in_auto_reason") or (
+                "on its validation pairs it did not beat Richardson–Lucy "
+                f"(mean {desc.get('validation_mean_gain_db')} dB)")
+            record["zoo"]["why"] = (f"{fit.name} fits the optics but is not used by method=auto: {reason}; a model "
+                                    "is trained for this image instead")
+            return None
+    record["zoo"]["used"] = fit.name if fit else None
+    if fit is None:
+        why = "; ".join(f"{m.name}: " + ", ".join(m.reasons) for m in matches) or "no zoo model is installed"
+        if config.method == "zoo":
+            raise InputError(f"method zoo: no zoo model fits this image ({why})")
+        record["zoo"]["why"] = f"no zoo model fits ({why}); a model is trained for this image"
+    else:
+        desc = json.loads((fit.folder / "zoo.json").read_text())
+        record["zoo"]["why"] = (f"{fit.name}: PSF in canonical units within {fit.psf_distance:.3f} of its training "
+                                f"family (tolerance {desc['psf_tolerance']:g}), noise and sampling in its "
+                                "training ranges")
+        record["zoo"]["retrain_command"] = desc.get("retrain_command")
+    return fit
+
+
+def _trained_network(p, model_cal, shape, cfg, rl, record, progress) -> np.ndarray:
+    """Train (or reuse from the cache) the refining network for ``model_cal`` and apply it to ``rl``."""
+    key = model_key(p, model_cal, cfg)
+    folder = cache_root(cfg.cache_dir) / key
+    if (folder / "restore.json").is_file() and _complete_model(folder / "model"):
+        info = json.loads((folder / "restore.json").read_text())
+        record["model"] = {"cache": str(folder), "reused": True}
+    else:
+        t = time.perf_counter()
+        info = prepare_restore_model(p, model_cal, shape, cfg, folder, specimen_estimate=rl)
+        record["model"] = {"cache": str(folder), "reused": False, "train_seconds": round(time.perf_counter() - t, 1)}
+    record["model"].update({k: info.get(k) for k in ("steps", "plan", "specimen_pairs")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an incomplete model is reported in the record instead
+        model = load_model(folder / "model")
+    record["model"]["complete"] = bool(model.complete)
+    return model.predict(rl, device=cfg.device, progress=progress)
+
+
 def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None, psf_voxel_size=None,
             progress: bool = True, model_calibration: Calibration | None = None, **overrides) -> RestoreResult:
     """Restore a raw fluorescence image with a network trained on data calibrated to it.
@@ -350,54 +412,65 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
     raw_e = noise.to_electrons(img)
     record: dict = {"config": cfg.model_dump(mode="json"), "calibration": calibration.as_dict(),
                     "image_shape": list(img.shape), "voxel_size": None if voxel_size is None else list(voxel_size)}
+    model_cal = model_calibration or calibration
+    zoo_fit = _find_zoo(p, calibration, cfg, record)  # before any long computation: method=zoo may refuse
     rl, rl_info = discrepancy_rl(raw_e, p, noise.read_noise_e, progress=progress)
     record["rl"] = {**rl_info, "rule": "discrepancy principle: first iteration with voxel χ² ≤ 1"}
-    model_cal = model_calibration or calibration
-    need_network = cfg.method != "rl"
-    if need_network:
-        key = model_key(p, model_cal, cfg)
-        folder = cache_root(cfg.cache_dir) / key
-        if (folder / "restore.json").is_file() and _complete_model(folder / "model"):
-            info = json.loads((folder / "restore.json").read_text())
-            record["model"] = {"cache": str(folder), "reused": True}
-        else:
-            t = time.perf_counter()
-            info = prepare_restore_model(p, model_cal, img.shape, cfg, folder, specimen_estimate=rl)
-            record["model"] = {"cache": str(folder), "reused": False,
-                               "train_seconds": round(time.perf_counter() - t, 1)}
-        record["model"].update({k: info.get(k) for k in ("steps", "plan", "specimen_pairs")})
     candidates = {"rl": rl}
-    if need_network:
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an incomplete model is reported in the record instead
-            model = load_model(folder / "model")
-        record["model"]["complete"] = bool(model.complete)
-        net = model.predict(rl, device=cfg.device, progress=progress)
-        scale, offset = calibrate_flux(net, raw_e, p)
-        record["flux_calibration"] = {"scale": scale, "background_e": offset,
-                                      "note": "network output a·x + b fitted so that its blur explains the data"}
-        candidates["network"] = (net * np.float32(scale) + np.float32(offset)).astype(np.float32)
-    fidelity = {name: data_fidelity(est, raw_e, p, read_noise_e=noise.read_noise_e)
-                for name, est in candidates.items()}
-    record["physics_check"] = {name: f.as_dict() for name, f in fidelity.items()}
+    fidelity = {"rl": data_fidelity(rl, raw_e, p, read_noise_e=noise.read_noise_e)}
+    model_warning = None
     if fidelity["rl"].chi2 > MODEL_MISMATCH_CHI2:
-        record["physics_check"]["model_warning"] = (
+        model_warning = (
             f"even Richardson–Lucy leaves residuals {fidelity['rl'].chi2:.3g}× the estimated noise variance: the "
             "PSF or the noise estimate does not describe this image (measured PSF from other optics, processed "
             "or resampled data?); no restoration can be checked against it")
-    chosen = "rl"
-    if "network" in candidates:
-        worse, why = compare_fidelity(fidelity["network"], fidelity["rl"], tolerance=cfg.tolerance)
-        record["physics_check"]["network_worse_than_rl"] = worse
-        record["physics_check"]["verdict"] = ("the network: " if not worse else "warning, the network: ") + why
-        chosen = "rl" if (worse and cfg.method == "auto") else "network"
+    verdicts: dict = {}
+
+    def add_candidate(name: str, estimate: np.ndarray) -> bool:
+        """Flux-calibrate ``estimate``, check it against RL; True when it explains the data as well."""
+        scale, offset = calibrate_flux(estimate, raw_e, p)
+        record.setdefault("flux_calibration", {})[name] = {
+            "scale": scale, "background_e": offset,
+            "note": "network output a·x + b fitted so that its blur explains the data"}
+        candidates[name] = (estimate * np.float32(scale) + np.float32(offset)).astype(np.float32)
+        fidelity[name] = data_fidelity(candidates[name], raw_e, p, read_noise_e=noise.read_noise_e)
+        worse, why = compare_fidelity(fidelity[name], fidelity["rl"], tolerance=cfg.tolerance)
+        verdicts[name] = (worse, why)
+        return not worse
+
+    chosen, why = "rl", "method=rl"
+    if zoo_fit is not None:
+        from lucyd.restore.zoo import load_zoo_model, zoo_refine
+
+        model = load_zoo_model(zoo_fit.folder)
+        passed = add_candidate("zoo", zoo_refine(rl, p, model, device=cfg.device, progress=progress))
+        if cfg.method == "zoo":
+            chosen, why = "zoo", f"method=zoo (zoo model {zoo_fit.name})"
+        elif passed:
+            chosen, why = "zoo", f"the zoo model {zoo_fit.name} fits the optics and passed the physics check"
+        else:
+            record["zoo"]["rejected"] = verdicts["zoo"][1]
+    if cfg.method == "network" or (cfg.method == "auto" and chosen == "rl"):
+        net = _trained_network(p, model_cal, img.shape, cfg, rl, record, progress)
+        passed = add_candidate("network", net)
+        if cfg.method == "network":
+            chosen, why = "network", "method=network"
+        elif passed:
+            chosen, why = "network", "the network trained for this image passed the physics check"
+    if chosen == "rl" and cfg.method == "auto":
+        why = "the physics check found every network explains the data worse than Richardson–Lucy"
+    record["physics_check"] = {name: f.as_dict() for name, f in fidelity.items()}
+    if model_warning:
+        record["physics_check"]["model_warning"] = model_warning
+    for name, (worse, text) in verdicts.items():
+        record["physics_check"][f"{name}_worse_than_rl"] = worse
+        record["physics_check"].setdefault("verdicts", {})[name] = (
+            ("" if not worse else "warning, ") + f"the {name}: " + text)
+    if verdicts:  # the chosen network's verdict, else the last network's
+        record["physics_check"]["verdict"] = record["physics_check"]["verdicts"][
+            chosen if chosen in verdicts else list(verdicts)[-1]]
     record["chosen"] = chosen
-    record["why"] = {
-        "rl": f"method={cfg.method}" if cfg.method == "rl" else "the physics check found the network "
-        "explains the data worse than Richardson–Lucy",
-        "network": "the network passed the physics check" if cfg.method == "auto" else "method=network",
-    }[chosen]
+    record["why"] = why
     record["seconds"] = round(time.perf_counter() - t0, 1)
     out = {k: noise.to_counts(v) for k, v in candidates.items()}
     return RestoreResult(image=out[chosen], record=record, candidates=out,
