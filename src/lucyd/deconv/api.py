@@ -25,6 +25,7 @@ from lucyd.deconv.backprojectors import (
 from lucyd.deconv.engine import ACCELERATIONS, Stats, estimate_memory, run_rl
 from lucyd.deconv.psfprep import centre_psf, crop_psf_for_job, psf_offset, resample_psf
 from lucyd.errors import InputError, LucydWarning
+from lucyd.forward.fft import is_point_symmetric
 from lucyd.io.outputs import check_output_path
 from lucyd.validation import (
     as_image,
@@ -501,6 +502,7 @@ def deconvolve(
         acceleration=acceleration,
         tv=tv,
         tol=tol,
+        symmetric_psf=is_point_symmetric(p),
     )
     common = dict(
         iterations=int(iterations),
