@@ -128,6 +128,9 @@ def estimate_memory(
     """
     from lucyd.forward.fft import FFTWorkspace
 
+    if boundary != "circulant":  # the PSF is cropped to 2n − 1 (odd) for the padded job
+        psf_shape = tuple(min(int(k), 2 * int(n) - 1) for k, n in zip(psf_shape, image_shape, strict=True))
+        psf_shape = tuple(k + 1 - k % 2 for k in psf_shape)
     plan = job_plan(image_shape, psf_shape, boundary)
     job_voxels = math.prod(plan.job_shape)
     half = math.prod(plan.job_shape[:-1]) * (plan.job_shape[-1] // 2 + 1)
@@ -212,19 +215,25 @@ class BerteroWeights:
     """
 
     def __init__(self, bp_mask: torch.Tensor, plan: Plan, kernel_shape):
-        segments, index = [], []
+        segments, kept = [], []
         for n, j, k in zip(plan.image_shape, plan.job_shape, kernel_shape, strict=True):
             c = (int(k) - 1) // 2
             if n - c > c + 1:  # an interior of at least two voxels: collapse it
-                index.append(np.concatenate([np.arange(0, c + 1), np.arange(n - c, j)]))
+                kept.append(((0, c + 1), (n - c, j)))
                 segments.append([(0, c, 0, c), (c, n - c, c, c + 1),
                                  (n - c, j, c + 1, c + 1 + j - (n - c))])
             else:
-                index.append(np.arange(j))
+                kept.append(((0, j),))
                 segments.append([(0, j, 0, j)])
         compact = bp_mask
-        for axis, idx in enumerate(index):
-            compact = torch.index_select(compact, axis, torch.as_tensor(idx, device=bp_mask.device))
+        # the most compressed axes first, by concatenating views (index_select would first copy
+        # the whole strided job): the intermediate copies stay small
+        order = sorted(range(len(kept)), key=lambda a: sum(b - a_ for a_, b in kept[a]) / plan.job_shape[a])
+        for axis in order:
+            if len(kept[axis]) > 1:
+                compact = torch.cat([compact.narrow(axis, a, b - a) for a, b in kept[axis]], dim=axis)
+        if compact is bp_mask:
+            compact = bp_mask.clone()
         keep = compact > BERTERO_SIGMA
         self.compact = compact.clamp(min=BERTERO_SIGMA).reciprocal_().mul_(keep)
         self.blocks = []
