@@ -40,7 +40,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from lucyd.deconv import deconvolve, estimate_memory
-    from lucyd.forward.fft import is_point_symmetric
+    try:
+        from lucyd.forward.fft import is_point_symmetric
+    except ImportError:  # lucyd before the in-place engine
+
+        def is_point_symmetric(psf):
+            return False
     from lucyd.psf import make_psf
 
     shape = tuple(int(v) for v in args.shape.split(","))
@@ -55,7 +60,11 @@ def main() -> None:
         psf, kept = trim_psf(psf, args.psf_energy)
         record.update(psf_energy=args.psf_energy, psf_energy_kept=kept, psf_trimmed_shape=psf.shape)
     image = np.random.default_rng(0).poisson(100.0, shape).astype(np.float32)
-    record["model_bytes"] = estimate_memory(shape, psf.shape, symmetric_psf=is_point_symmetric(psf))
+    try:
+        record["model_bytes"] = estimate_memory(shape, psf.shape,
+                                                symmetric_psf=is_point_symmetric(psf))
+    except TypeError:  # lucyd before the in-place engine (for side-by-side runs)
+        record["model_bytes"] = estimate_memory(shape, psf.shape)
     record["image_bytes"] = image.nbytes
     before = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()

@@ -125,7 +125,8 @@ def trim_psf(psf: np.ndarray, energy: float = 0.999) -> tuple[np.ndarray, float]
     psf : array_like
         Non-negative PSF (2D or 3D), centre at index ``k // 2``.
     energy : float
-        Fraction of the total to keep, in (0, 1]; 1 keeps every non-empty face.
+        Fraction of the total to keep, in (0, 1]; 1 removes only faces carrying less than
+        1e-12 of the total (round-off).
 
     Returns
     -------
