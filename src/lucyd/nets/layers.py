@@ -219,10 +219,12 @@ def _mkldnn_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
         input.device.type == "cpu"
         and input.dtype == torch.float32
         and self.padding_mode == "zeros"
-        and (self.padding != "same" or all(d * (k - 1) % 2 == 0 for d, k in zip(self.dilation, self.kernel_size, strict=True)))
+        and (self.padding != "same"
+             or all(d * (k - 1) % 2 == 0 for d, k in zip(self.dilation, self.kernel_size, strict=True)))
         and self.padding != "valid"
         and not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))
         and torch.backends.mkldnn.is_available()
+        and not torch.compiler.is_compiling()  # inductor lowers convolutions itself
     ):
         if self.padding == "same":  # odd kernels: symmetric
             padding = [d * (k - 1) // 2 for d, k in zip(self.dilation, self.kernel_size, strict=True)]

@@ -30,9 +30,10 @@ def load_model(
     weights : {"best", "last"}
         Which checkpoint (``best`` falls back to ``last`` when there is no ``best.pt``).
     fuse_batch_norm : bool
-        Fold the batch norms that follow convolutions into them
-        (:func:`lucyd.nets.layers.fold_batch_norm`; RLN, DDN): same outputs up to float
-        round-off, faster inference. False keeps the network trainable as saved.
+        Prepare the network for inference (:func:`lucyd.nets.layers.optimise_for_inference`:
+        batch norms folded into the convolutions before them, oneDNN convolutions,
+        channels-last weights): same outputs up to float round-off, faster inference. False
+        keeps the network trainable as saved.
 
     Returns
     -------
@@ -111,9 +112,9 @@ def load_model(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileFormatError(f"{wpath}: weights do not fit network {name!r} ({first})") from None
     if fuse_batch_norm:
-        from lucyd.nets.layers import fold_batch_norm
+        from lucyd.nets.layers import optimise_for_inference
 
-        fold_batch_norm(net.eval())
+        optimise_for_inference(net)
     model = RestorationModel(net, card, path)
     model.warn_if_incomplete()
     return model
