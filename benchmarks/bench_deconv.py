@@ -155,21 +155,6 @@ def fft_bound(job, device, repeats=5):
     return repeat_time(transforms, repeats, reduce="min", sync=_sync(device))
 
 
-def time_lucyd(image, psf, device, n_short=2, n_long=7, repeats=3, **kw):
-    """Per-iteration time as the slope between two runs (excludes the setup); each run's time
-    is the minimum of ``repeats`` (robust to other processes on a shared machine)."""
-
-    def run(n):
-        return repeat_time(lambda: deconvolve(image, psf, iterations=n, device=device,
-                                              progress=False, **kw),
-                           repeats, reduce="min", sync=_sync(device))
-
-    short, long_ = run(n_short), run(n_long)
-    return (long_ - short) / (n_long - n_short), short - n_short * (long_ - short) / (
-        n_long - n_short
-    )
-
-
 def peak_memory_child(args):
     """Child process: peak RSS increase of one deconvolution (bytes)."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -195,7 +180,19 @@ def peak_memory_child(args):
     print(json.dumps({"extra": peak - base, "image": image.nbytes}))
 
 
-def speed(quick: bool, device: str, threads: int):
+def speed(quick: bool, device: str, threads: int, rounds: int = 2):
+    """Seconds per iteration of every tool, all with ``threads`` threads, in interleaved rounds.
+
+    Per-iteration time = slope between an ``n_short`` and an ``n_long`` iteration run (setup
+    excluded). Each round runs every tool once at both lengths (ABCABC: a change of machine
+    load hits all tools alike); the minimum over rounds of each length is kept (the estimate
+    least disturbed by other processes). Threads: torch (``torch.set_num_threads``, lucyd's
+    elementwise work), pocketfft (lucyd's CPU FFTs take ``torch.get_num_threads()`` workers;
+    scikit-image and RedLionfish run ``scipy.fft`` inside ``scipy.fft.set_workers(threads)``),
+    OpenMP/MKL (``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set by :func:`main` before the imports).
+    """
+    import scipy.fft
+
     torch.set_num_threads(threads)
     shape, pshape = (64, 256, 256), (31, 31, 31)
     rng = np.random.default_rng(0)
@@ -204,65 +201,76 @@ def speed(quick: bool, device: str, threads: int):
     psf[15, 15, 15] = 1
     psf = ndimage.gaussian_filter(psf, (3, 1.5, 1.5))
     job = fast_shape(tuple(n + k - 1 for n, k in zip(shape, pshape, strict=True)))
-    res = {"device": device, "threads": threads, "job": job, "load": os.getloadavg()}
-    res["fft_bound_padded"] = fft_bound(job, device)
-    res["fft_bound_circulant"] = fft_bound(shape, device)
-    for name, kw in {
-        "lucyd non-circulant": {},
-        "lucyd circulant": {"boundary": "circulant"},
-        "lucyd non-circulant + WB": {"back_projector": "wiener-butterworth"},
-        "lucyd non-circulant + Biggs-Andrews": {"acceleration": "biggs-andrews"},
-    }.items():
-        if quick and name.endswith(("WB", "Andrews")):
-            continue
-        per_it, setup = time_lucyd(image, psf, device, **kw)
-        bound = (
-            res["fft_bound_circulant"]
-            if "circulant" in name and "non" not in name
-            else res["fft_bound_padded"]
-        )
-        res[name] = {"per_iteration": per_it, "setup": setup, "ratio_to_fft_bound": per_it / bound}
-    res["fft_bound_padded_after"] = fft_bound(job, device)
+    n_short, n_long = 2, 7
+
+    def lucyd(**kw):
+        return lambda n: deconvolve(image, psf, iterations=n, device=device, progress=False, **kw)
+
+    tools = {
+        "lucyd non-circulant": lucyd(),
+        "lucyd circulant": lucyd(boundary="circulant"),
+        "lucyd non-circulant + WB": lucyd(back_projector="wiener-butterworth"),
+        "lucyd non-circulant + Biggs-Andrews": lucyd(acceleration="biggs-andrews"),
+    }
+    if quick:
+        tools = {k: v for k, v in tools.items() if not k.endswith(("WB", "Andrews"))}
     if device == "cpu":
         try:
             from skimage.restoration import richardson_lucy
 
-            n = 2 if quick else 3
-
-            def skimage_per_iteration(data) -> float:
-                return repeat_time(lambda: richardson_lucy(data, psf, num_iter=n, clip=False),
-                                   2, reduce="min") / n
-
-            per = skimage_per_iteration(image)
-            res["skimage richardson_lucy"] = {
-                "per_iteration": per,
-                "lucyd_speedup": per / res["lucyd non-circulant"]["per_iteration"],
-            }
-            # What users get from camera data: skimage promotes uint16 input to float64.
-            per = skimage_per_iteration(np.round(image).astype(np.uint16))
-            res["skimage richardson_lucy, uint16 input (float64 inside)"] = {
-                "per_iteration": per,
-                "lucyd_speedup": per / res["lucyd non-circulant"]["per_iteration"],
-            }
+            camera = np.round(image).astype(np.uint16)
+            tools["skimage richardson_lucy"] = lambda n: richardson_lucy(image, psf, num_iter=n,
+                                                                         clip=False)
+            # what users get from camera data: scikit-image promotes uint16 to float64
+            tools["skimage richardson_lucy, uint16 input (float64 inside)"] = (
+                lambda n: richardson_lucy(camera, psf, num_iter=n, clip=False))
         except ImportError:
-            res["skimage richardson_lucy"] = "not installed"
+            print("scikit-image not installed")
         try:  # RedLionfish's CPU path (scipy FFTs, circulant, no padding); pip install RedLionfish
             from RedLionfishDeconv import doRLDeconvolutionFromNpArrays
 
-            def rlf(n: int) -> float:
-                return repeat_time(lambda: doRLDeconvolutionFromNpArrays(
-                    image, psf, niter=n, method="cpu"), 3, reduce="min")
-
-            short, long_ = rlf(2), rlf(7)
-            per = (long_ - short) / 5
-            res["redlionfish cpu"] = {
-                "per_iteration": per,
-                "lucyd_speedup": per / res["lucyd non-circulant"]["per_iteration"],
-                "lucyd_circulant_speedup": per / res["lucyd circulant"]["per_iteration"],
-            }
+            tools["redlionfish cpu"] = lambda n: doRLDeconvolutionFromNpArrays(image, psf, niter=n,
+                                                                               method="cpu")
         except ImportError:
-            res["redlionfish cpu"] = "not installed (pip install RedLionfish)"
-    res["load_after"] = os.getloadavg()
+            print("RedLionfish not installed (pip install RedLionfish)")
+    res = {"device": device, "threads": threads, "job": job, "load": [os.getloadavg()],
+           "rounds": rounds}
+    times = {name: {"short": [], "long": []} for name in tools}
+    bounds = {"padded": [], "circulant": []}
+    sync = _sync(device)
+    def once(func) -> float:
+        t0 = time.perf_counter()
+        func()
+        if sync is not None:
+            sync()
+        return time.perf_counter() - t0
+
+    with scipy.fft.set_workers(threads):
+        for run in tools.values():  # warm-up: imports, FFT plans, allocator
+            run(1)
+        for _ in range(rounds):
+            bounds["padded"].append(fft_bound(job, device, repeats=2))
+            bounds["circulant"].append(fft_bound(shape, device, repeats=2))
+            for name, run in tools.items():
+                times[name]["short"].append(once(lambda r=run: r(n_short)))
+                times[name]["long"].append(once(lambda r=run: r(n_long)))
+            res["load"].append(os.getloadavg())
+    res["fft_bound_padded"] = min(bounds["padded"])
+    res["fft_bound_circulant"] = min(bounds["circulant"])
+    for name, t in times.items():
+        per_it = (min(t["long"]) - min(t["short"])) / (n_long - n_short)
+        res[name] = {"per_iteration": per_it, "short_s": t["short"], "long_s": t["long"]}
+        if name.startswith("lucyd"):
+            circulant = "circulant" in name and "non" not in name
+            bound = res["fft_bound_circulant"] if circulant else res["fft_bound_padded"]
+            res[name]["ratio_to_fft_bound"] = per_it / bound
+    base = res["lucyd non-circulant"]["per_iteration"]
+    for name in tools:
+        if not name.startswith("lucyd"):
+            res[name]["lucyd_speedup"] = res[name]["per_iteration"] / base
+            if "lucyd circulant" in res:
+                res[name]["lucyd_circulant_speedup"] = (res[name]["per_iteration"]
+                                                        / res["lucyd circulant"]["per_iteration"])
     for k, v in res.items():
         print(f"{k}: {v}")
     return res
@@ -304,6 +312,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--part", default="all", choices=["all", "psnr", "speed", "memory"])
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the speed part")
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--child-kwargs", default="{}")
     ap.add_argument("--json", default=None, help="write the results as JSON here")
@@ -312,12 +321,14 @@ def main():
         peak_memory_child(args)
         return
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
+    # the same thread count for every tool (OpenMP/MKL read these when their pools start)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     out = {}
     if args.part in ("all", "psnr"):
         out["psnr"] = psnr_curves(args.quick, args.device)
     if args.part in ("all", "speed"):
-        out["speed"] = speed(args.quick, args.device, args.threads)
+        out["speed"] = speed(args.quick, args.device, args.threads, args.rounds)
     if args.part in ("all", "memory"):
         out["memory"] = memory(args.threads)
     if args.json:
