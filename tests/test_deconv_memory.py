@@ -168,3 +168,19 @@ def test_memory_model_within_20_percent_of_the_measured_peak():
     measured = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
     model = estimate_memory((48, 192, 192), (31, 31, 31), symmetric_psf=True)
     assert 0.8 * model <= measured <= 1.2 * model, (measured, model)
+
+
+def test_torch_fft_workspace_path_matches_the_pocketfft_path(rng, monkeypatch):
+    """The path CUDA takes (separate torch tensors, torch.fft) gives the CPU path's result."""
+    import lucyd.forward.fft as fft
+
+    x = ndimage.gaussian_filter(rng.uniform(0, 500, (12, 30, 34)), 1.5) + 20
+    psf = np.roll(ndimage.gaussian_filter(np.pad(np.ones((1, 1, 1)), ((3, 3), (4, 4), (4, 4))), 1.2), 1, 2)
+    y = rng.poisson(ndimage.convolve(x, psf / psf.sum(), mode="nearest")).astype(np.float32)
+    kw = dict(iterations=4, progress=False, device="cpu", centre_psf=False)
+    shared = deconvolve(y, psf, **kw)
+    wb_shared = deconvolve(y, psf, back_projector="wiener-butterworth", **kw)
+    monkeypatch.setattr(fft, "_pocketfft", lambda: None)
+    assert FFTWorkspace((4, 6, 8)).nbytes((4, 6, 8)) == 8 * 4 * 6 * 5 + 4 * 4 * 6 * 8
+    assert rel(deconvolve(y, psf, **kw), shared) < 1e-5
+    assert rel(deconvolve(y, psf, back_projector="wiener-butterworth", **kw), wb_shared) < 1e-5
