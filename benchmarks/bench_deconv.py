@@ -16,6 +16,10 @@ Run ``python benchmarks/bench_deconv.py [--quick] [--device cpu|cuda] [--part ps
 
 from __future__ import annotations
 
+# isort: off
+import lucyd  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+# isort: on
+
 import argparse
 import json
 import os
@@ -33,7 +37,6 @@ from lucyd.deconv import deconvolve, estimate_memory
 from lucyd.forward.fft import fast_shape
 from lucyd.metrics import psnr as lpsnr
 from lucyd.pipelines.bench import acquire, widefield_psf
-from lucyd.pipelines.common import repeat_time
 from lucyd.synth import phantom
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -137,22 +140,26 @@ def _sync(device):
     return torch.cuda.synchronize if device == "cuda" else None
 
 
-def fft_bound(job, device, repeats=5):
-    """Seconds for 2 rfftn + 2 irfftn of a float32 job (torch), minimum of ``repeats``.
+def fft_bound(job, device, repeats=5, clock=time.perf_counter):
+    """Seconds for 2 rfftn + 2 irfftn of a float32 job as the engine runs them (in place in one
+    :class:`lucyd.forward.fft.FFTWorkspace`: pocketfft on the CPU, torch.fft on CUDA), the
+    minimum of ``repeats`` (the estimate least disturbed by other processes). ``clock``:
+    ``time.perf_counter`` (wall) or ``time.process_time`` (CPU seconds of all threads)."""
+    from lucyd.forward.fft import FFTWorkspace
 
-    The minimum, not the mean, is the estimate least disturbed by other processes on a shared
-    machine; every timing in this benchmark uses it (``repeat_time(reduce="min")``), so the
-    ratios compare like with like.
-    """
-    x = torch.rand(job, device=device)
-    spec = torch.fft.rfftn(x)
-
-    def transforms():
+    ws = FFTWorkspace(job, device)
+    ws.real.copy_(torch.rand(job))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up (plans)
+        t0 = clock()
         for _ in range(2):
-            torch.fft.rfftn(x, out=spec)
-            torch.fft.irfftn(spec, s=job, out=x)
-
-    return repeat_time(transforms, repeats, reduce="min", sync=_sync(device))
+            ws.forward()
+            ws.inverse()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, clock() - t0)
+    ws.release()
+    return best
 
 
 def peak_memory_child(args):
@@ -188,8 +195,9 @@ def speed(quick: bool, device: str, threads: int, rounds: int = 2):
     load hits all tools alike); the minimum over rounds of each length is kept (the estimate
     least disturbed by other processes). Threads: torch (``torch.set_num_threads``, lucyd's
     elementwise work), pocketfft (lucyd's CPU FFTs take ``torch.get_num_threads()`` workers;
-    scikit-image and RedLionfish run ``scipy.fft`` inside ``scipy.fft.set_workers(threads)``),
-    OpenMP/MKL (``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set by :func:`main` before the imports).
+    scikit-image and RedLionfish run ``scipy.fft`` inside ``scipy.fft.set_workers(threads)``);
+    OpenMP waits passively (``OMP_WAIT_POLICY=PASSIVE``, set by ``import lucyd`` before torch).
+    Times are wall seconds and CPU seconds of the process (all threads).
     """
     import scipy.fft
 
@@ -203,14 +211,14 @@ def speed(quick: bool, device: str, threads: int, rounds: int = 2):
     job = fast_shape(tuple(n + k - 1 for n, k in zip(shape, pshape, strict=True)))
     n_short, n_long = 2, 7
 
-    def lucyd(**kw):
+    def lucyd_run(**kw):
         return lambda n: deconvolve(image, psf, iterations=n, device=device, progress=False, **kw)
 
     tools = {
-        "lucyd non-circulant": lucyd(),
-        "lucyd circulant": lucyd(boundary="circulant"),
-        "lucyd non-circulant + WB": lucyd(back_projector="wiener-butterworth"),
-        "lucyd non-circulant + Biggs-Andrews": lucyd(acceleration="biggs-andrews"),
+        "lucyd non-circulant": lucyd_run(),
+        "lucyd circulant": lucyd_run(boundary="circulant"),
+        "lucyd non-circulant + WB": lucyd_run(back_projector="wiener-butterworth"),
+        "lucyd non-circulant + Biggs-Andrews": lucyd_run(acceleration="biggs-andrews"),
     }
     if quick:
         tools = {k: v for k, v in tools.items() if not k.endswith(("WB", "Andrews"))}
@@ -235,42 +243,50 @@ def speed(quick: bool, device: str, threads: int, rounds: int = 2):
             print("RedLionfish not installed (pip install RedLionfish)")
     res = {"device": device, "threads": threads, "job": job, "load": [os.getloadavg()],
            "rounds": rounds}
-    times = {name: {"short": [], "long": []} for name in tools}
-    bounds = {"padded": [], "circulant": []}
-    sync = _sync(device)
-    def once(func) -> float:
-        t0 = time.perf_counter()
+    # wall seconds, and CPU seconds of the whole process (all threads): on a shared machine the
+    # wall time depends on how much CPU the process was given, the CPU time much less
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {c: {name: {"short": [], "long": []} for name in tools} for c in clocks}
+    bounds = {c: {"padded": [], "circulant": []} for c in clocks}
+
+    def once(func) -> dict[str, float]:
+        start = {c: clock() for c, clock in clocks.items()}
         func()
         if sync is not None:
             sync()
-        return time.perf_counter() - t0
+        return {c: clock() - start[c] for c, clock in clocks.items()}
 
+    sync = _sync(device)
     with scipy.fft.set_workers(threads):
         for run in tools.values():  # warm-up: imports, FFT plans, allocator
             run(1)
         for _ in range(rounds):
-            bounds["padded"].append(fft_bound(job, device, repeats=2))
-            bounds["circulant"].append(fft_bound(shape, device, repeats=2))
+            for c, clock in clocks.items():
+                bounds[c]["padded"].append(fft_bound(job, device, repeats=2, clock=clock))
+                bounds[c]["circulant"].append(fft_bound(shape, device, repeats=2, clock=clock))
             for name, run in tools.items():
-                times[name]["short"].append(once(lambda r=run: r(n_short)))
-                times[name]["long"].append(once(lambda r=run: r(n_long)))
+                for length, n in (("short", n_short), ("long", n_long)):
+                    took = once(lambda r=run, n=n: r(n))
+                    for c in clocks:
+                        times[c][name][length].append(took[c])
             res["load"].append(os.getloadavg())
-    res["fft_bound_padded"] = min(bounds["padded"])
-    res["fft_bound_circulant"] = min(bounds["circulant"])
-    for name, t in times.items():
-        per_it = (min(t["long"]) - min(t["short"])) / (n_long - n_short)
-        res[name] = {"per_iteration": per_it, "short_s": t["short"], "long_s": t["long"]}
-        if name.startswith("lucyd"):
-            circulant = "circulant" in name and "non" not in name
-            bound = res["fft_bound_circulant"] if circulant else res["fft_bound_padded"]
-            res[name]["ratio_to_fft_bound"] = per_it / bound
-    base = res["lucyd non-circulant"]["per_iteration"]
-    for name in tools:
-        if not name.startswith("lucyd"):
-            res[name]["lucyd_speedup"] = res[name]["per_iteration"] / base
-            if "lucyd circulant" in res:
-                res[name]["lucyd_circulant_speedup"] = (res[name]["per_iteration"]
-                                                        / res["lucyd circulant"]["per_iteration"])
+    for c in clocks:
+        out = res[c] = {"fft_bound_padded": min(bounds[c]["padded"]),
+                        "fft_bound_circulant": min(bounds[c]["circulant"])}
+        for name, t in times[c].items():
+            per_it = (min(t["long"]) - min(t["short"])) / (n_long - n_short)
+            out[name] = {"per_iteration": per_it, "short_s": t["short"], "long_s": t["long"]}
+            if name.startswith("lucyd"):
+                circulant = "circulant" in name and "non" not in name
+                bound = out["fft_bound_circulant"] if circulant else out["fft_bound_padded"]
+                out[name]["ratio_to_fft_bound"] = per_it / bound
+        base = out["lucyd non-circulant"]["per_iteration"]
+        for name in tools:
+            if not name.startswith("lucyd"):
+                out[name]["lucyd_speedup"] = out[name]["per_iteration"] / base
+                if "lucyd circulant" in out:
+                    out[name]["lucyd_circulant_speedup"] = (out[name]["per_iteration"]
+                                                            / out["lucyd circulant"]["per_iteration"])
     for k, v in res.items():
         print(f"{k}: {v}")
     return res
@@ -321,7 +337,7 @@ def main():
         peak_memory_child(args)
         return
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
-    # the same thread count for every tool (OpenMP/MKL read these when their pools start)
+    # the same thread count for subprocesses (OpenMP/MKL read these when their pools start)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     out = {}

@@ -17,6 +17,10 @@ Volume 64×256×256 (``--shape``), 31³ Gaussian PSF (σ 3, 1.5, 1.5 voxels), un
 
 from __future__ import annotations
 
+# isort: off
+import lucyd  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+# isort: on
+
 import argparse
 import contextlib
 import json

@@ -25,6 +25,10 @@ Usage::
 
 from __future__ import annotations
 
+# isort: off
+import lucyd  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+# isort: on
+
 import argparse
 import json
 import os
