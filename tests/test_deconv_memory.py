@@ -184,3 +184,10 @@ def test_torch_fft_workspace_path_matches_the_pocketfft_path(rng, monkeypatch):
     assert FFTWorkspace((4, 6, 8)).nbytes((4, 6, 8)) == 8 * 4 * 6 * 5 + 4 * 4 * 6 * 8
     assert rel(deconvolve(y, psf, **kw), shared) < 1e-5
     assert rel(deconvolve(y, psf, back_projector="wiener-butterworth", **kw), wb_shared) < 1e-5
+
+
+def test_flat_psf_wiener_butterworth_is_a_clear_error():
+    """A flat PSF has no gain at the cutoff: one-line InputError, not a ZeroDivisionError."""
+    with pytest.raises(InputError, match="cutoff"):
+        deconvolve(np.ones((8, 32, 32), np.float32), np.ones((5, 5, 5)), iterations=1,
+                   back_projector="wiener-butterworth", progress=False)
