@@ -38,6 +38,15 @@ def _peak_reset(device):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated()
+    import ctypes
+
+    from lucyd.validation import return_freed_memory
+
+    return_freed_memory()  # else freed job arrays stay in the heap and are reused unseen
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
     Path("/proc/self/clear_refs").write_text("5")
     return _rss("VmRSS")
 
