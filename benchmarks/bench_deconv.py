@@ -16,6 +16,10 @@ Run ``python benchmarks/bench_deconv.py [--quick] [--device cpu|cuda] [--part ps
 
 from __future__ import annotations
 
+# isort: off
+import lucyd  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+# isort: on
+
 import argparse
 import json
 import os
@@ -33,7 +37,6 @@ from lucyd.deconv import deconvolve, estimate_memory
 from lucyd.forward.fft import fast_shape
 from lucyd.metrics import psnr as lpsnr
 from lucyd.pipelines.bench import acquire, widefield_psf
-from lucyd.pipelines.common import repeat_time
 from lucyd.synth import phantom
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -137,37 +140,26 @@ def _sync(device):
     return torch.cuda.synchronize if device == "cuda" else None
 
 
-def fft_bound(job, device, repeats=5):
-    """Seconds for 2 rfftn + 2 irfftn of a float32 job (torch), minimum of ``repeats``.
+def fft_bound(job, device, repeats=5, clock=time.perf_counter):
+    """Seconds for 2 rfftn + 2 irfftn of a float32 job as the engine runs them (in place in one
+    :class:`lucyd.forward.fft.FFTWorkspace`: pocketfft on the CPU, torch.fft on CUDA), the
+    minimum of ``repeats`` (the estimate least disturbed by other processes). ``clock``:
+    ``time.perf_counter`` (wall) or ``time.process_time`` (CPU seconds of all threads)."""
+    from lucyd.forward.fft import FFTWorkspace
 
-    The minimum, not the mean, is the estimate least disturbed by other processes on a shared
-    machine; every timing in this benchmark uses it (``repeat_time(reduce="min")``), so the
-    ratios compare like with like.
-    """
-    x = torch.rand(job, device=device)
-    spec = torch.fft.rfftn(x)
-
-    def transforms():
+    ws = FFTWorkspace(job, device)
+    ws.real.copy_(torch.rand(job))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up (plans)
+        t0 = clock()
         for _ in range(2):
-            torch.fft.rfftn(x, out=spec)
-            torch.fft.irfftn(spec, s=job, out=x)
-
-    return repeat_time(transforms, repeats, reduce="min", sync=_sync(device))
-
-
-def time_lucyd(image, psf, device, n_short=2, n_long=7, repeats=3, **kw):
-    """Per-iteration time as the slope between two runs (excludes the setup); each run's time
-    is the minimum of ``repeats`` (robust to other processes on a shared machine)."""
-
-    def run(n):
-        return repeat_time(lambda: deconvolve(image, psf, iterations=n, device=device,
-                                              progress=False, **kw),
-                           repeats, reduce="min", sync=_sync(device))
-
-    short, long_ = run(n_short), run(n_long)
-    return (long_ - short) / (n_long - n_short), short - n_short * (long_ - short) / (
-        n_long - n_short
-    )
+            ws.forward()
+            ws.inverse()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, clock() - t0)
+    ws.release()
+    return best
 
 
 def peak_memory_child(args):
@@ -176,7 +168,9 @@ def peak_memory_child(args):
     rng = np.random.default_rng(0)
     image = rng.uniform(100, 200, (64, 256, 256)).astype(np.float32)
     psf = np.ones((31, 31, 31), np.float32)
-    deconvolve(image[:8, :32, :32], psf[:5, :5, :5], iterations=1, progress=False)  # load libraries
+    kw = json.loads(args.child_kwargs)
+    # load the libraries the same options need (a first Wiener–Butterworth call imports more)
+    deconvolve(image[:8, :32, :32], psf, iterations=1, progress=False, **kw)
 
     def status(key):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -189,13 +183,25 @@ def peak_memory_child(args):
     except OSError:
         pass
     base = status("VmRSS")
-    kw = json.loads(args.child_kwargs)
     deconvolve(image, psf, iterations=2, progress=False, device="cpu", **kw)
     peak = status("VmHWM")
     print(json.dumps({"extra": peak - base, "image": image.nbytes}))
 
 
-def speed(quick: bool, device: str, threads: int):
+def speed(quick: bool, device: str, threads: int, rounds: int = 2):
+    """Seconds per iteration of every tool, all with ``threads`` threads, in interleaved rounds.
+
+    Per-iteration time = slope between an ``n_short`` and an ``n_long`` iteration run (setup
+    excluded). Each round runs every tool once at both lengths (ABCABC: a change of machine
+    load hits all tools alike); the minimum over rounds of each length is kept (the estimate
+    least disturbed by other processes). Threads: torch (``torch.set_num_threads``, lucyd's
+    elementwise work), pocketfft (lucyd's CPU FFTs take ``torch.get_num_threads()`` workers;
+    scikit-image and RedLionfish run ``scipy.fft`` inside ``scipy.fft.set_workers(threads)``);
+    OpenMP waits passively (``OMP_WAIT_POLICY=PASSIVE``, set by ``import lucyd`` before torch).
+    Times are wall seconds and CPU seconds of the process (all threads).
+    """
+    import scipy.fft
+
     torch.set_num_threads(threads)
     shape, pshape = (64, 256, 256), (31, 31, 31)
     rng = np.random.default_rng(0)
@@ -204,65 +210,84 @@ def speed(quick: bool, device: str, threads: int):
     psf[15, 15, 15] = 1
     psf = ndimage.gaussian_filter(psf, (3, 1.5, 1.5))
     job = fast_shape(tuple(n + k - 1 for n, k in zip(shape, pshape, strict=True)))
-    res = {"device": device, "threads": threads, "job": job, "load": os.getloadavg()}
-    res["fft_bound_padded"] = fft_bound(job, device)
-    res["fft_bound_circulant"] = fft_bound(shape, device)
-    for name, kw in {
-        "lucyd non-circulant": {},
-        "lucyd circulant": {"boundary": "circulant"},
-        "lucyd non-circulant + WB": {"back_projector": "wiener-butterworth"},
-        "lucyd non-circulant + Biggs-Andrews": {"acceleration": "biggs-andrews"},
-    }.items():
-        if quick and name.endswith(("WB", "Andrews")):
-            continue
-        per_it, setup = time_lucyd(image, psf, device, **kw)
-        bound = (
-            res["fft_bound_circulant"]
-            if "circulant" in name and "non" not in name
-            else res["fft_bound_padded"]
-        )
-        res[name] = {"per_iteration": per_it, "setup": setup, "ratio_to_fft_bound": per_it / bound}
-    res["fft_bound_padded_after"] = fft_bound(job, device)
+    n_short, n_long = 2, 7
+
+    def lucyd_run(**kw):
+        return lambda n: deconvolve(image, psf, iterations=n, device=device, progress=False, **kw)
+
+    tools = {
+        "lucyd non-circulant": lucyd_run(),
+        "lucyd circulant": lucyd_run(boundary="circulant"),
+        "lucyd non-circulant + WB": lucyd_run(back_projector="wiener-butterworth"),
+        "lucyd non-circulant + Biggs-Andrews": lucyd_run(acceleration="biggs-andrews"),
+    }
+    if quick:
+        tools = {k: v for k, v in tools.items() if not k.endswith(("WB", "Andrews"))}
     if device == "cpu":
         try:
             from skimage.restoration import richardson_lucy
 
-            n = 2 if quick else 3
-
-            def skimage_per_iteration(data) -> float:
-                return repeat_time(lambda: richardson_lucy(data, psf, num_iter=n, clip=False),
-                                   2, reduce="min") / n
-
-            per = skimage_per_iteration(image)
-            res["skimage richardson_lucy"] = {
-                "per_iteration": per,
-                "lucyd_speedup": per / res["lucyd non-circulant"]["per_iteration"],
-            }
-            # What users get from camera data: skimage promotes uint16 input to float64.
-            per = skimage_per_iteration(np.round(image).astype(np.uint16))
-            res["skimage richardson_lucy, uint16 input (float64 inside)"] = {
-                "per_iteration": per,
-                "lucyd_speedup": per / res["lucyd non-circulant"]["per_iteration"],
-            }
+            camera = np.round(image).astype(np.uint16)
+            tools["skimage richardson_lucy"] = lambda n: richardson_lucy(image, psf, num_iter=n,
+                                                                         clip=False)
+            # what users get from camera data: scikit-image promotes uint16 to float64
+            tools["skimage richardson_lucy, uint16 input (float64 inside)"] = (
+                lambda n: richardson_lucy(camera, psf, num_iter=n, clip=False))
         except ImportError:
-            res["skimage richardson_lucy"] = "not installed"
+            print("scikit-image not installed")
         try:  # RedLionfish's CPU path (scipy FFTs, circulant, no padding); pip install RedLionfish
             from RedLionfishDeconv import doRLDeconvolutionFromNpArrays
 
-            def rlf(n: int) -> float:
-                return repeat_time(lambda: doRLDeconvolutionFromNpArrays(
-                    image, psf, niter=n, method="cpu"), 3, reduce="min")
-
-            short, long_ = rlf(2), rlf(7)
-            per = (long_ - short) / 5
-            res["redlionfish cpu"] = {
-                "per_iteration": per,
-                "lucyd_speedup": per / res["lucyd non-circulant"]["per_iteration"],
-                "lucyd_circulant_speedup": per / res["lucyd circulant"]["per_iteration"],
-            }
+            tools["redlionfish cpu"] = lambda n: doRLDeconvolutionFromNpArrays(image, psf, niter=n,
+                                                                               method="cpu")
         except ImportError:
-            res["redlionfish cpu"] = "not installed (pip install RedLionfish)"
-    res["load_after"] = os.getloadavg()
+            print("RedLionfish not installed (pip install RedLionfish)")
+    res = {"device": device, "threads": threads, "job": job, "load": [os.getloadavg()],
+           "rounds": rounds}
+    # wall seconds, and CPU seconds of the whole process (all threads): on a shared machine the
+    # wall time depends on how much CPU the process was given, the CPU time much less
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {c: {name: {"short": [], "long": []} for name in tools} for c in clocks}
+    bounds = {c: {"padded": [], "circulant": []} for c in clocks}
+
+    def once(func) -> dict[str, float]:
+        start = {c: clock() for c, clock in clocks.items()}
+        func()
+        if sync is not None:
+            sync()
+        return {c: clock() - start[c] for c, clock in clocks.items()}
+
+    sync = _sync(device)
+    with scipy.fft.set_workers(threads):
+        for run in tools.values():  # warm-up: imports, FFT plans, allocator
+            run(1)
+        for _ in range(rounds):
+            for c, clock in clocks.items():
+                bounds[c]["padded"].append(fft_bound(job, device, repeats=2, clock=clock))
+                bounds[c]["circulant"].append(fft_bound(shape, device, repeats=2, clock=clock))
+            for name, run in tools.items():
+                for length, n in (("short", n_short), ("long", n_long)):
+                    took = once(lambda r=run, n=n: r(n))
+                    for c in clocks:
+                        times[c][name][length].append(took[c])
+            res["load"].append(os.getloadavg())
+    for c in clocks:
+        out = res[c] = {"fft_bound_padded": min(bounds[c]["padded"]),
+                        "fft_bound_circulant": min(bounds[c]["circulant"])}
+        for name, t in times[c].items():
+            per_it = (min(t["long"]) - min(t["short"])) / (n_long - n_short)
+            out[name] = {"per_iteration": per_it, "short_s": t["short"], "long_s": t["long"]}
+            if name.startswith("lucyd"):
+                circulant = "circulant" in name and "non" not in name
+                bound = out["fft_bound_circulant"] if circulant else out["fft_bound_padded"]
+                out[name]["ratio_to_fft_bound"] = per_it / bound
+        base = out["lucyd non-circulant"]["per_iteration"]
+        for name in tools:
+            if not name.startswith("lucyd"):
+                out[name]["lucyd_speedup"] = out[name]["per_iteration"] / base
+                if "lucyd circulant" in out:
+                    out[name]["lucyd_circulant_speedup"] = (out[name]["per_iteration"]
+                                                            / out["lucyd circulant"]["per_iteration"])
     for k, v in res.items():
         print(f"{k}: {v}")
     return res
@@ -288,9 +313,12 @@ def memory(threads: int):
         except Exception:  # pragma: no cover
             mem[name] = out.stderr[-300:]
             continue
-        model = estimate_memory(shape, pshape, **kw)
+        # the PSF (ones) is point-symmetric: its OTF is stored real
+        model = estimate_memory(shape, pshape, symmetric_psf=True, **kw)
         mem[name] = {
             "peak_extra_over_image": val["extra"] / val["image"],
+            # the model counts the image the job is given; the baseline already holds it
+            "peak_with_image_over_image": val["extra"] / val["image"] + 1,
             "model_over_image": model / val["image"],
         }
     for k, v in mem.items():
@@ -304,6 +332,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--part", default="all", choices=["all", "psnr", "speed", "memory"])
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the speed part")
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--child-kwargs", default="{}")
     ap.add_argument("--json", default=None, help="write the results as JSON here")
@@ -312,12 +341,14 @@ def main():
         peak_memory_child(args)
         return
     os.environ.setdefault("LUCYD_NO_PROGRESS", "1")
+    # the same thread count for subprocesses (OpenMP/MKL read these when their pools start)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     out = {}
     if args.part in ("all", "psnr"):
         out["psnr"] = psnr_curves(args.quick, args.device)
     if args.part in ("all", "speed"):
-        out["speed"] = speed(args.quick, args.device, args.threads)
+        out["speed"] = speed(args.quick, args.device, args.threads, args.rounds)
     if args.part in ("all", "memory"):
         out["memory"] = memory(args.threads)
     if args.json:

@@ -61,7 +61,7 @@ def test_blocked_equals_whole_image_with_wide_psf(wide_scene):
     y, psf, whole = wide_scene
     halo = rl_halo(psf, 20)
     assert halo[1] > psf.shape[1]  # wider than one PSF size: the old rule was too narrow
-    budget = int(estimate_memory(y.shape, psf.shape) * 0.45)
+    budget = int(estimate_memory(y.shape, psf.shape) * 0.55)  # blocked, with the full halo
     with warnings.catch_warnings():
         warnings.simplefilter("error", BlockedAccuracyWarning)
         blocked = deconvolve(y, psf, iterations=20, max_memory=budget, progress=False, device="cpu")

@@ -411,3 +411,26 @@ def test_receptive_field_bounds_gradient_probe(name, ndim, n):
     for r, m in zip(reported, measured, strict=True):
         assert m <= r
         assert m >= r // 2  # the bound is not vacuous
+
+
+@pytest.mark.parametrize("name", ["rln", "care"])
+def test_optimised_network_predicts_the_same(name):
+    """optimise_for_inference (BN folded, oneDNN convolutions, channels-last weights) keeps the
+    output to float32 round-off, and the oneDNN path is the one taken."""
+    import copy
+
+    from lucyd.nets import build_network
+    from lucyd.nets.layers import _OneDNNConv3d, optimise_for_inference
+
+    torch.manual_seed(0)
+    plain = build_network(name, ndim=3)
+    plain.train()
+    with torch.no_grad():  # give the batch norms non-trivial running statistics
+        plain(torch.rand(2, 1, 16, 32, 32))
+    plain.eval()
+    fast = optimise_for_inference(copy.deepcopy(plain))
+    assert any(isinstance(m, _OneDNNConv3d) for m in fast.modules())
+    x = torch.rand(1, 1, 16, 32, 32)
+    with torch.inference_mode():
+        ref, got = plain(x), fast(x)
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))

@@ -10,7 +10,16 @@ system: :mod:`lucyd.io`, :mod:`lucyd.psf`, :mod:`lucyd.forward`, :mod:`lucyd.dec
 from __future__ import annotations
 
 import importlib
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# torch's CPU threads (GNU OpenMP) spin for a while after every parallel region; on a machine with
+# few cores the spinning threads take the cores from the FFT workers (pocketfft) that run between
+# torch's elementwise passes in Richardson–Lucy, and from other processes: on the 2-core project
+# machine RL iterations took ~2× and RLN inference 1.4–2.6× longer than with passive waiting
+# (benchmarks/results/deconv.md). Effective only when lucyd is imported before torch (as the CLI
+# does); a value set by the user is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     __version__ = version("lucyd")

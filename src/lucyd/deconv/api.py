@@ -35,6 +35,7 @@ from lucyd.deconv.stats import (  # noqa: F401 (BACKGROUND_SAMPLE: public name)
 )
 from lucyd.device import resolve_device
 from lucyd.errors import InputError, LucydWarning
+from lucyd.forward.fft import is_point_symmetric
 from lucyd.io import image_info, open_writer, read_image, write_image
 from lucyd.io._arrays import PageReleasingArray
 from lucyd.io.api import format_from_path
@@ -278,7 +279,8 @@ def _run_job(y, lazy: bool, prepared: PreparedPSF, cfg: DeconvConfig, *, kernel=
     kind = "array" if kernel is not None else cfg.back_projector
     start = "image" if kernel is not None and cfg.start == "auto" else cfg.resolved_start()
     need = estimate_memory(y.shape, p.shape, boundary=cfg.boundary, back_projector=kind,
-                           acceleration=cfg.acceleration, tv=cfg.tv, tol=cfg.tol)
+                           acceleration=cfg.acceleration, tv=cfg.tv, tol=cfg.tol,
+                           symmetric_psf=is_point_symmetric(p))
     common = dict(iterations=cfg.iterations, boundary=cfg.boundary, stats=stats, start=start,
                   acceleration=cfg.acceleration, tv=cfg.tv, tol=cfg.tol, device=device)
     if budget is None:

@@ -203,6 +203,11 @@ def _design(p: np.ndarray, kind: str, alpha, beta, order, resolution) -> np.ndar
     beta_fp = _cutoff_gain(np.abs(otf_norm), cutoff)
     if beta == 1.0:
         beta = beta_fp
+    if not (np.isfinite(beta) and beta > 0):  # e.g. a flat PSF: its OTF is zero at the cutoff
+        raise InputError(
+            "back_projector: the PSF passes nothing at the cutoff frequency (automatic beta is 0); "
+            "give wb_beta or wb_resolution"
+        )
     w = sum((k / t) ** 2 for k, t in zip(_fourier_index(p.shape), cutoff, strict=True))
     if kind == "butterworth":
         eps = max(1.0 / beta**2 - 1.0, 0.0)

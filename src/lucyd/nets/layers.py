@@ -205,3 +205,83 @@ def fold_batch_norm(net: nn.Module) -> int:
         module.bn = nn.Identity()
         n += 1
     return n
+
+
+def _mkldnn_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
+    """Convolution through oneDNN whenever it can run there (CPU, float32, zero padding).
+
+    PyTorch sends a batch-of-one 3D convolution with few input channels (``N·C·D·H ≤ 20480``,
+    e.g. RLN's 1-channel layers on a 64×256×256 volume) to its naive im2col kernel, which on a
+    2-core CPU was 2.2× slower than oneDNN on the same layer; the result is the same
+    convolution (to float32 round-off).
+    """
+    if (
+        input.device.type == "cpu"
+        and input.dtype == torch.float32
+        and self.padding_mode == "zeros"
+        and (self.padding != "same"
+             or all(d * (k - 1) % 2 == 0 for d, k in zip(self.dilation, self.kernel_size, strict=True)))
+        and self.padding != "valid"
+        and not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))
+        and torch.backends.mkldnn.is_available()
+        and not torch.compiler.is_compiling()  # inductor lowers convolutions itself
+    ):
+        if self.padding == "same":  # odd kernels: symmetric
+            padding = [d * (k - 1) // 2 for d, k in zip(self.dilation, self.kernel_size, strict=True)]
+        else:
+            padding = list(self.padding)
+        return torch.ops.aten.mkldnn_convolution(
+            input, weight, bias, padding, list(self.stride), list(self.dilation), self.groups
+        )
+    return type(self).__mro__[1]._conv_forward(self, input, weight, bias)
+
+
+class _OneDNNConv2d(nn.Conv2d):
+    _conv_forward = _mkldnn_forward
+
+
+class _OneDNNConv3d(nn.Conv3d):
+    _conv_forward = _mkldnn_forward
+
+
+def optimise_for_inference(net: nn.Module, *, channels_last: bool = True) -> nn.Module:
+    """Make a network faster for inference on the CPU, in place; outputs are unchanged.
+
+    1. Batch norms after convolutions are folded into them (:func:`fold_batch_norm`).
+    2. Convolutions run through oneDNN even where PyTorch's heuristic would pick its slow
+       im2col kernel (:func:`_mkldnn_forward`: batch-of-one volumes with few channels).
+    3. With ``channels_last`` the convolution weights are stored channels-last
+       (``torch.channels_last_3d`` / ``channels_last``): oneDNN's fastest layout for the
+       few-channel layers of RLN-sized networks; feed inputs in the same layout
+       (:func:`channels_last_input`).
+
+    The network is put in eval mode and must not be trained further (its batch norms are
+    gone). Gradients still flow (the oneDNN path is skipped when they are needed).
+
+    Returns
+    -------
+    nn.Module
+        ``net`` itself.
+    """
+    net.eval()
+    fold_batch_norm(net)
+    for module in net.modules():
+        if type(module) is nn.Conv3d:
+            module.__class__ = _OneDNNConv3d
+        elif type(module) is nn.Conv2d:
+            module.__class__ = _OneDNNConv2d
+        else:
+            continue
+        if channels_last:
+            fmt = torch.channels_last_3d if module.weight.ndim == 5 else torch.channels_last
+            module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+    net._lucyd_channels_last = bool(channels_last)
+    return net
+
+
+def channels_last_input(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory layout :func:`optimise_for_inference` chose for ``net``."""
+    if not getattr(net, "_lucyd_channels_last", False) or x.ndim not in (4, 5):
+        return x
+    fmt = torch.channels_last_3d if x.ndim == 5 else torch.channels_last
+    return x.contiguous(memory_format=fmt)

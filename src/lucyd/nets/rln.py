@@ -251,31 +251,51 @@ class RLN(nn.Module):
                 f"RLN: spatial size {tuple(x.shape[2:])} must be a multiple of {self.size_multiple} "
                 "along every axis (pad the input; RestorationModel.predict does this)"
             )
-        # ---- H1: down-scale estimate
+        # ---- H1: down-scale estimate (intermediates dropped after their last use: at inference
+        # nothing else holds them, which halves the peak memory of a whole volume)
         xd = self.pool(x)
         c1 = self.fp1_1(xd)
         c2 = self.fp1_2(c1)
         c3 = self.fp1_3(torch.cat([c1, c2], dim=1)) + F.softplus(xd)  # sp(x_d) tiled ×4
+        del c1, c2
         fp1 = c3.mean(dim=1, keepdim=True)
+        del c3
         dv1 = self.dv1_bn(rl_divide(xd, fp1))
+        del xd, fp1
         d1 = self.bp1_1(dv1)
         d2 = self.bp1_2(d1)
         d3 = self.bp1_3(torch.cat([d2, d1], dim=1))
+        del d1, d2, dv1
         up = self.bp1_up(d3)
+        del d3
         bp1 = self.bp1_4(up).mean(dim=1, keepdim=True)
+        del up
         t2 = rl_multiply(x, bp1)
+        del bp1
         e1 = F.softplus(self.e1_bn(t2))
+        if not return_intermediate:
+            del t2
         # ---- H2: original-scale update
         u1 = self.fp2_1(x)
         fp2 = (self.fp2_2(u1) + F.softplus(x)).mean(dim=1, keepdim=True)
+        del u1
         dv2 = self.dv2_bn(rl_divide(x, fp2))
+        del fp2
         v1 = self.bp2_1(dv2)
+        del dv2
         bp2 = (self.bp2_2(v1) + 1.0).mean(dim=1, keepdim=True)
+        del v1
         e2 = F.softplus(self.e2_bn(rl_multiply(e1, bp2)))
+        del bp2
         # ---- H3: merge
         a = F.softplus(self.merge_a(e2))
-        b = F.softplus(self.merge_b(torch.cat([a, e2, e1], dim=1)))
-        out = self.merge_out(torch.cat([a, b], dim=1)).mean(dim=1, keepdim=True)
+        merged = torch.cat([a, e2, e1], dim=1)
+        del e1, e2
+        b = F.softplus(self.merge_b(merged))
+        del merged
+        ab = torch.cat([a, b], dim=1)
+        del a, b
+        out = self.merge_out(ab).mean(dim=1, keepdim=True)
         if return_intermediate:
             return out, t2
         return out

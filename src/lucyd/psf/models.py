@@ -46,7 +46,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from lucyd.errors import InputError
 from lucyd.psf._common import check_optics, check_shape, check_voxel, finish, positive
@@ -220,6 +219,8 @@ def confocal(
     _check_keywords(key, func, dict(kw, na=na, wavelength=lam_em))
     excitation = func(shape, voxel, na=na, wavelength=lam_ex, **kw).astype(np.float64)
     emission = func(em_shape, voxel, na=na, wavelength=lam_em, **kw).astype(np.float64)
+    from scipy.signal import fftconvolve  # here: scipy.signal costs ~0.5 s to import (start-up)
+
     if emission.ndim == 3:
         detected = fftconvolve(emission, kern[None], mode="valid", axes=(1, 2))
     else:

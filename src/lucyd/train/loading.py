@@ -13,7 +13,7 @@ import torch
 from lucyd.errors import FileFormatError, InputError
 from lucyd.io import ImageMetadata, open_writer, read_image
 from lucyd.nets import build_network
-from lucyd.nets.layers import fold_batch_norm
+from lucyd.nets.layers import optimise_for_inference
 from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard, read_json_description
 from lucyd.train.config import TrainConfig
 from lucyd.train.model import RestorationModel, default_tile_shape
@@ -33,9 +33,10 @@ def load_model(
     weights : {"best", "last"}
         Which checkpoint (``best`` falls back to ``last`` when there is no ``best.pt``).
     fuse_batch_norm : bool
-        Fold the batch norms that follow convolutions into them
-        (:func:`lucyd.nets.layers.fold_batch_norm`; RLN, DDN): same outputs up to float
-        round-off, faster inference. False keeps the network trainable as saved.
+        Prepare the network for inference (:func:`lucyd.nets.layers.optimise_for_inference`:
+        batch norms folded into the convolutions before them, oneDNN convolutions,
+        channels-last weights): same outputs up to float round-off, faster inference. False
+        keeps the network trainable as saved.
 
     Returns
     -------
@@ -140,7 +141,7 @@ def model_from_weights(
         raise FileFormatError(f"{where}: weights do not fit network {name!r} ({first})") from None
     if fuse_batch_norm:
 
-        fold_batch_norm(net.eval())
+        optimise_for_inference(net)
     return RestorationModel(net, card, path)
 
 
