@@ -94,8 +94,10 @@ def test_every_path_prepares_the_psf_once(scene, monkeypatch):
     run_blocked = api.deconvolve_blocked
     monkeypatch.setattr(api, "deconvolve_blocked", lambda *a, **k: blocks.append(1) or run_blocked(*a, **k))
     whole = deconvolve(image, psf, iterations=3, device="cpu", progress=False)
+    # half of what the whole-image job needs: blocked
+    budget = api.estimate_memory(image.shape, psf.shape, symmetric_psf=True) // 2
     blocked = deconvolve(image, psf, iterations=3, device="cpu", progress=False,
-                         max_memory=1_500_000)
+                         max_memory=budget)
     via = build_method("rl", iterations=3, device="cpu").restore(image, psf=psf)
     assert len(calls) == 3 and blocks == [1]
     assert np.array_equal(via, whole)
