@@ -157,3 +157,24 @@ def test_cli_builds_one_config_and_shows_its_error(scene, builds, tmp_path):
     bad = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "x.tif"), "--back-projector", "x"])
     # the config's one-line message, with the option spelled as on the command line
     assert bad.exit_code == 2 and "--back-projector: Input should be 'flipped'" in bad.output
+
+
+def test_psf_energy_trims_a_padded_psf_to_the_same_result(scene, tmp_path):
+    """A PSF zero-padded into a large box, trimmed with psf_energy, gives what the compact PSF
+    gives, in a smaller job; deconvolve_file records the fraction kept."""
+    image, psf = scene
+    big = np.zeros((15, 41, 41), np.float32)
+    big[5:10, 17:24, 17:24] = psf
+    compact = deconvolve(image, psf, iterations=3, device="cpu", progress=False)
+    trimmed = deconvolve(image, big, iterations=3, device="cpu", progress=False, psf_energy=1.0)
+    np.testing.assert_allclose(trimmed, compact, rtol=1e-5, atol=1e-5 * float(compact.max()))
+    prepared = api.prepare_psf(big, image_shape=image.shape, energy=0.99)
+    assert prepared.trimmed_from == (15, 41, 41) and prepared.energy_kept >= 0.99
+    assert all(k <= n for k, n in zip(prepared.psf.shape, (5, 7, 7), strict=True))
+    assert any("trimmed" in step for step in prepared.steps())
+    write_image(tmp_path / "in.tif", image)
+    write_image(tmp_path / "psf.tif", big)
+    api.deconvolve_file(tmp_path / "in.tif", tmp_path / "psf.tif", tmp_path / "out.tif",
+                        iterations=2, psf_energy=0.999, progress=False)
+    record = DeconvConfig.load(tmp_path / "out.tif.deconv.json")
+    assert record.psf_energy == 0.999 and 0.999 <= record.psf_energy_kept <= 1.0

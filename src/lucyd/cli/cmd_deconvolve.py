@@ -90,6 +90,9 @@ def deconvolve_command(
         "plus the fixed cost of the runtime (Python, torch: about 280 MB on CPU), measured "
         "for 256 MB-2 GB on CPU. Without it, a job larger than the available memory is refused.",
     ),
+    psf_energy: float = typer.Option(
+        None, "--psf-energy", help="Trim the PSF to the box holding this fraction of its energy "
+        "(e.g. 0.999; the fraction kept is recorded in OUTPUT.deconv.json). Default: no trim."),
     centre_psf: bool = typer.Option(
         True,
         "--centre-psf/--no-centre-psf",
@@ -146,6 +149,7 @@ def deconvolve_command(
             device=device,
             max_memory=max_memory,
             centre_psf=centre_psf,
+            psf_energy=psf_energy,
             voxel_size=parse_float_tuple(voxel_size, "--voxel-size") if voxel_size else None,
             psf_voxel_size=(parse_float_tuple(psf_voxel_size, "--psf-voxel-size")
                             if psf_voxel_size else None),

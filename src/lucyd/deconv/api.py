@@ -162,6 +162,12 @@ def deconvolve(
         convolution, so a measured PSF whose bead sat off-centre would otherwise shift the
         whole result by the same number of voxels. ``deconvolve_file`` records the offset it
         found in the job's record (``psf_offset_voxels``). False: use the PSF as given.
+    psf_energy : float, optional
+        Trim the PSF to the smallest centred box that holds this fraction of its total (e.g.
+        0.999, :func:`lucyd.deconv.psfprep.trim_psf`; deconwolf trims likewise): a PSF computed
+        on a box much larger than its light makes the padded job larger for no change in the
+        result. ``deconvolve_file`` records the fraction kept (``psf_energy_kept``). None (the
+        default): the PSF's box as given.
     out : array-like, optional
         (Runtime.) Destination (numpy array, memmap, zarr array, :func:`lucyd.io.open_writer`) written
         block by block in blocked mode; returned instead of a new array. ``image`` may then be
@@ -211,7 +217,7 @@ def deconvolve(
     _check_cluster(cluster, cfg)
     prepared = prepare_psf(psf, image_shape=y.shape, voxel_size=cfg.voxel_size,
                            psf_voxel_size=cfg.psf_voxel_size, centre=cfg.centre_psf,
-                           boundary=cfg.boundary)
+                           boundary=cfg.boundary, energy=cfg.psf_energy)
     return _run_job(y, lazy, prepared, cfg, kernel=kernel, callback=callback,
                     progress=progress, out=out, cluster=cluster)
 
@@ -372,7 +378,7 @@ def deconvolve_file(
         )
     prepared = prepare_psf(psf, image_shape=image.shape, voxel_size=voxel_size,
                            psf_voxel_size=psf_voxel_size, centre=cfg.centre_psf,
-                           boundary=cfg.boundary)
+                           boundary=cfg.boundary, energy=cfg.psf_energy)
     if cfg.centre_psf and any(prepared.offset):
         warnings.warn(
             f"psf: its main lobe is {prepared.offset} voxels off the array centre; centred it so "
@@ -387,6 +393,7 @@ def deconvolve_file(
         voxel_size=None if voxel_size is None else tuple(voxel_size),
         psf_voxel_size=None if psf_voxel_size is None else tuple(psf_voxel_size),
         psf_offset_voxels=prepared.offset if cfg.centre_psf else None,
+        psf_energy_kept=prepared.energy_kept,
     ))
     run = dict(callback=callback, progress=progress, cluster=cluster)
     shape = tuple(int(n) for n in image.shape)

@@ -126,6 +126,10 @@ class DeconvConfig(JobConfig):
     offset: float = 0.0
     overlap: tuple[int, ...] | int | None = None
     centre_psf: bool = True
+    #: trim the PSF to the box holding this fraction of its energy (None: no trim)
+    psf_energy: float | None = Field(None, gt=0.0, le=1.0)
+    #: fraction of the PSF's energy the trim kept (recorded by deconvolve_file)
+    psf_energy_kept: float | None = None
     #: whole-voxel offset of the PSF's main lobe from its array centre, removed when centre_psf
     psf_offset_voxels: tuple[int, ...] | None = None
 
@@ -163,7 +167,7 @@ class DeconvConfig(JobConfig):
     def deconvolve_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`lucyd.deconv.deconvolve` (without files)."""
         data = self.model_dump()
-        for key in ("input", "psf", "output", "psf_offset_voxels"):
+        for key in ("input", "psf", "output", "psf_offset_voxels", "psf_energy_kept"):
             data.pop(key)
         return data
 

@@ -190,6 +190,10 @@ class PreparedPSF:
         The image the PSF was cropped for (None: prepared for a dimensionality only).
     boundary : str
         The job's boundary (the crop applies to padded jobs only).
+    trimmed_from : tuple of int or None
+        Shape before :func:`trim_psf` (None: not trimmed).
+    energy_kept : float or None
+        Fraction of the PSF's total kept by the trim (None: not trimmed).
     """
 
     psf: np.ndarray
@@ -202,6 +206,8 @@ class PreparedPSF:
     cropped_from: tuple[int, ...] | None
     image_shape: tuple[int, ...] | None
     boundary: str
+    trimmed_from: tuple[int, ...] | None = None
+    energy_kept: float | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -220,6 +226,9 @@ class PreparedPSF:
             out.append("zero-padded to odd size")
         if self.centred:
             out.append(f"main lobe moved by {tuple(-s for s in self.offset)} voxels onto the centre")
+        if self.trimmed_from is not None:
+            out.append(f"trimmed from {self.trimmed_from} to the box that holds "
+                       f"{self.energy_kept:.6f} of its energy")
         if self.cropped_from is not None:
             out.append(f"cropped from {self.cropped_from} to {self.shape} for the job")
         out.append(f"normalised to sum 1 (given sum {self.given_sum:.6g})")
@@ -235,6 +244,7 @@ def prepare_psf(
     psf_voxel_size=None,
     centre: bool = True,
     boundary: str = "non-circulant",
+    energy: float | None = None,
 ) -> PreparedPSF:
     """Bring ``psf`` onto the image grid for deconvolution, in one step (see the module notes).
 
@@ -258,6 +268,10 @@ def prepare_psf(
     boundary : str
         The job's boundary (deconvolution spelling); ``"circulant"`` jobs are not cropped here
         (the engine fits the PSF to the image grid).
+    energy : float, optional
+        Trim the (centred) PSF to the smallest box that holds this fraction of its total
+        (:func:`trim_psf`; e.g. 0.999): a PSF computed on a box much larger than where its light
+        falls otherwise widens the padded job. None: no trim.
 
     Returns
     -------
@@ -293,10 +307,17 @@ def prepare_psf(
     centred = bool(centre) and any(offset)
     if centred:
         odd, _ = centre_psf(odd)
+    padded_to_odd = odd.shape != p.shape
+    trimmed_from = energy_kept = None
+    if energy is not None:
+        trimmed, energy_kept = trim_psf(odd, energy)
+        if trimmed.shape != odd.shape:
+            trimmed_from, odd = tuple(odd.shape), trimmed
     prepared = PreparedPSF(
         psf=odd, given_shape=given_shape, given_sum=given_sum, resampled=resampled,
-        padded_to_odd=odd.shape != p.shape, offset=offset, centred=centred,
+        padded_to_odd=padded_to_odd, offset=offset, centred=centred,
         cropped_from=None, image_shape=None, boundary=boundary,
+        trimmed_from=trimmed_from, energy_kept=energy_kept,
     )
     return _cropped(prepared, image_shape, boundary, normalise=True)
 
