@@ -32,7 +32,8 @@ from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import AXES_BY_NDIM, ImageMetadata, as_hyperstack
 from lucyd.io.npy import read_npy, read_npy_metadata, write_sidecar
 from lucyd.io.omezarr import create_omezarr, read_omezarr, read_omezarr_metadata, write_omezarr
-from lucyd.io.tiff import create_tiff_memmap, read_tiff, read_tiff_metadata, write_tiff
+from lucyd.io.tiff import read_tiff, read_tiff_metadata
+from lucyd.io.tiff_write import create_tiff_memmap, write_tiff
 from lucyd.io.vendor import VENDOR_SUFFIXES, read_vendor, read_vendor_metadata
 
 #: format names returned by :func:`format_from_path`
