@@ -298,4 +298,5 @@ def deconvolve_blocked(
         executor=cluster,
         progress=progress,
         desc="deconvolve blocks",
+        max_memory=budget,
     )
