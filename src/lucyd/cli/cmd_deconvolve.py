@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.cluster_options import CLUSTER_HELP, cluster_settings
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple
 
@@ -92,12 +93,7 @@ def deconvolve_command(
         help="Move the PSF's main lobe onto its array centre (else an off-centre measured PSF "
         "shifts the result); the offset is recorded in OUTPUT.deconv.json.",
     ),
-    cluster: str = typer.Option(
-        None,
-        "--cluster",
-        help="Run blocks on local:N (dask LocalCluster), processes:N or tcp://HOST:PORT "
-        "(a dask scheduler); needs --max-memory (per-worker block memory).",
-    ),
+    cluster: str = typer.Option(None, "--cluster", help=CLUSTER_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Deconvolve INPUT with Richardson-Lucy; writes OUTPUT and OUTPUT.deconv.json (parameters)."""
@@ -136,12 +132,8 @@ def deconvolve_command(
         centre_psf=centre_psf,
         progress=not quiet,
     )
+    cluster, _ = cluster_settings(cluster, max_memory)
     if cluster is not None:
-        from lucyd.tiling.executors import check_cluster_spec
-
-        check_cluster_spec(cluster)
-        if max_memory is None:
-            raise InputError("--cluster: needs --max-memory (the memory of one block, per worker)")
         kwargs["cluster"] = cluster
     if voxel_size is not None:
         kwargs["voxel_size"] = parse_float_tuple(voxel_size, "--voxel-size")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.cluster_options import CLUSTER_HELP, MAX_MEMORY_HELP, cluster_settings
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple
 
@@ -70,6 +71,8 @@ def restore_command(
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads during training."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     cache: Path = typer.Option(None, "--cache", help="Model cache folder (default $LUCYD_CACHE or ~/.cache/lucyd)."),
+    cluster: str = typer.Option(None, "--cluster", help="Prediction stage: " + CLUSTER_HELP),
+    max_memory: str = typer.Option(None, "--max-memory", help="Prediction stage: " + MAX_MEMORY_HELP),
     report: bool = typer.Option(True, "--report/--no-report", help="Write <output>.html with figures."),
     sample: bool = typer.Option(False, "--sample", help="Restore the built-in sample (a synthetic widefield "
                                 "specimen with its ground truth) into the folder -o."),
@@ -101,6 +104,8 @@ def restore_command(
     vs = parse_float_tuple(voxel_size, "voxel_size") if voxel_size else None
     import json
 
-    paths = restore_files(inputs, output, psf=psf, optics=optics, config=cfg, voxel_size=vs, report=report)
+    cluster, budget = cluster_settings(cluster, max_memory)
+    paths = restore_files(inputs, output, psf=psf, optics=optics, config=cfg, voxel_size=vs, report=report,
+                          cluster=cluster, max_memory=budget)
     records = [json.loads(p.with_name(p.name + ".restore.json").read_text()) for p in paths]
     _print_summary(paths, records)

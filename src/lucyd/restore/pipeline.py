@@ -312,7 +312,8 @@ def _override(calibration: Calibration, config: RestoreConfig) -> Calibration:
 
 
 def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None, psf_voxel_size=None,
-            progress: bool = True, model_calibration: Calibration | None = None, **overrides) -> RestoreResult:
+            progress: bool = True, model_calibration: Calibration | None = None, cluster=None,
+            max_memory=None, **overrides) -> RestoreResult:
     """Restore a raw fluorescence image with a network trained on data calibrated to it.
 
     Parameters
@@ -331,6 +332,11 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         Train (or reuse) the model for this calibration instead of the image's own, e.g. the
         first image's, so that one model serves a series (the image's own noise is still used
         for its units and the physics check).
+    cluster : None, str or executor
+        Where the network's prediction runs, tile by tile (``local:N``, ``tcp://HOST:PORT``,
+        ``slurm``; :meth:`lucyd.train.RestorationModel.predict`); the result is the same.
+    max_memory : int or str, optional
+        Memory of one prediction tile (per worker); sets the tile shape.
 
     Returns
     -------
@@ -376,7 +382,8 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
             warnings.simplefilter("ignore")  # an incomplete model is reported in the record instead
             model = load_model(folder / "model")
         record["model"]["complete"] = bool(model.complete)
-        net = model.predict(rl, device=cfg.device, progress=progress)
+        net = model.predict(rl, device=cfg.device, progress=progress, cluster=cluster,
+                            max_memory=max_memory)
         scale, offset = calibrate_flux(net, raw_e, p)
         record["flux_calibration"] = {"scale": scale, "background_e": offset,
                                       "note": "network output a·x + b fitted so that its blur explains the data"}

@@ -1,8 +1,8 @@
 """Picklable tile tasks for restoration networks (:func:`lucyd.tiling.run_tiles`).
 
-:class:`NetworkTask` describes a network prediction by its model folder (loaded once per
-worker process and cached) or, for a model that exists only in memory, by the model itself
-(pickled with the task, sent once per worker by the dask executor). It runs one pass of the
+:class:`NetworkTask` describes a network prediction by the model (its network and card,
+pickled with the task and sent once to every dask worker, so workers need no access to the
+model folder) or by a model folder that each worker loads once. It runs one pass of the
 network for all output channels. :class:`EnsembleTask` runs the members of a deep ensemble
 on the same block and combines them voxel by voxel into the mean and the uncertainty maps,
 so ensembles and uncertainty maps are computed tile by tile, out of core.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -87,12 +87,13 @@ class NetworkTask:
         Global normalisation of the whole input (``(v − lo) / scale``), from
         ``RestorationModel.input_range`` — computed once, so tiles are consistent.
     model_dir : str, optional
-        Model folder (:func:`lucyd.train.load_model`); workers load it themselves.
+        Model folder (:func:`lucyd.train.load_model`): identifies the model in the resume
+        record; loaded (once per process) only when ``model`` is None.
     weights : str
         ``"best"`` or ``"last"``.
     model : RestorationModel, optional
-        The model in memory: used in this process; pickled with the task only when there is
-        no ``model_dir``.
+        The model in memory. It travels with the task (the dask executor sends the task once
+        to every worker), so workers need no access to the model folder.
     device : str
         ``auto``, ``cpu`` or ``cuda`` (resolved on the worker, :func:`worker_device`).
     all_channels : bool
@@ -123,16 +124,6 @@ class NetworkTask:
             device=device,
             all_channels=all_channels,
         )
-
-    def __getstate__(self):
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.model_dir is not None:
-            state["model"] = None  # workers load the folder (once each)
-        return state
-
-    def __setstate__(self, state):
-        for key, value in state.items():
-            object.__setattr__(self, key, value)
 
     def fingerprint(self) -> str:
         return repr((self.lo, self.scale, self.model_dir, self.weights, self.all_channels))
