@@ -282,19 +282,26 @@ def run_job(args) -> None:
         cmd += ["--cluster", args.cluster]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", LUCYD_NO_PROGRESS="1")
     log = scratch / f"log_{args.method}_{args.gb:g}GB_{args.cluster or 'serial'}.txt"
+    import resource
+
     with open(log, "w") as fh:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         monitor = PeakMemory(proc.pid)
         rc = proc.wait()
         wall = time.perf_counter() - t0
         mem = monitor.stop()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the command and of every process it waited for (its dask workers)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shape = volume_shape(args.gb)
     voxels = int(np.prod(shape))
     row = dict(method=args.method, gb=args.gb, shape=shape, voxels=voxels,
                cluster=args.cluster or "serial", max_memory=args.max_memory,
                iterations=args.iterations if args.method == "wb" else None, rc=rc, wall_s=wall,
-               voxels_per_s=voxels / wall, load_before=args.load, load_after=os.getloadavg()[0],
+               voxels_per_s=voxels / wall, cpu_s=cpu, voxels_per_cpu_s=voxels / cpu,
+               load_before=args.load, load_after=os.getloadavg()[0],
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=" ".join(cmd[2:]),
                **mem)
     print(json.dumps(row))
@@ -307,21 +314,31 @@ def run_job(args) -> None:
 
 
 def table(args) -> None:
+    """Markdown table; projections from CPU time (the machine is shared, wall time is not
+    its own): an idle machine of this kind with ``cores`` cores runs ``cores`` workers."""
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
-    print("| method | volume | executor | --max-memory | wall s | voxels/s | client peak MB | "
-          "peak per worker MB | 250 GB reference on 1 machine | machines for 1 h |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    cores = os.cpu_count() or 1
+    print("| method | volume | executor | --max-memory | wall s (load) | CPU s | voxels / wall s | "
+          "voxels / CPU s | client peak MB | peak per worker MB | 250 GB on one "
+          f"{cores}-core machine | machines for 1 h |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["rc"] != 0:
             continue
-        ref_h = REFERENCE_VOXELS / r["voxels_per_s"] / 3600
         workers = r["worker_peaks_mb"]
         per_worker = f"{max(workers):.0f} ({len(workers)} workers)" if workers else "–"
         name = "WB deconvolution" if r["method"] == "wb" else "RLN prediction"
+        if "voxels_per_cpu_s" in r:
+            ref_h = REFERENCE_VOXELS / (r["voxels_per_cpu_s"] * cores) / 3600
+            cpu, per_cpu = f"{r['cpu_s']:.0f}", f"{r['voxels_per_cpu_s'] / 1e6:.2f} M"
+            proj, machines = f"{ref_h:.1f} h", f"{int(np.ceil(ref_h))}"
+        else:
+            cpu = per_cpu = proj = machines = "–"
+        load = f"{r['load_before']:.0f}–{r['load_after']:.0f}"
         print(f"| {name} | {r['gb']:g} GB {tuple(r['shape'])} | {r['cluster']} | "
-              f"{r['max_memory']} | {r['wall_s']:.0f} | {r['voxels_per_s'] / 1e6:.2f} M | "
-              f"{r['client_peak_mb']:.0f} | {per_worker} | {ref_h:.1f} h | "
-              f"{int(np.ceil(ref_h))} |")
+              f"{r['max_memory']} | {r['wall_s']:.0f} ({load}) | {cpu} | "
+              f"{r['voxels_per_s'] / 1e6:.2f} M | {per_cpu} | {r['client_peak_mb']:.0f} | "
+              f"{per_worker} | {proj} | {machines} |")
 
 
 def main() -> None:

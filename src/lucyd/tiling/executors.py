@@ -175,16 +175,22 @@ class DaskExecutor:
     def imap_unordered(self, task, jobs):
         from distributed import wait
 
-        # the task (PSF, weights path, parameters) travels once to every worker
+        # the task (PSF, model, parameters) travels once to every worker: a replica on each,
+        # so a worker that dies takes none of it away
         [task_future] = self.client.scatter([task], broadcast=True, hash=False)
 
         def submit(job):
+            import warnings
+
             key, tile, block = job
-            # the block goes to a worker directly (not in the task graph); the task runs there
-            [block_future] = self.client.scatter([block], hash=False)
-            return self.client.submit(
-                _call, task_future, block_future, tile, pure=False, retries=self.retries
-            )
+            # the block travels inside the task (held by the scheduler until it is done), so
+            # the task can run again elsewhere when its worker dies; a scattered block would
+            # die with the worker that holds it
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sending large graph")
+                return self.client.submit(
+                    _call, task_future, block, tile, pure=False, retries=self.retries
+                )
 
         def wait_first(futs):
             return wait(futs, return_when="FIRST_COMPLETED").done
