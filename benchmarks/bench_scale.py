@@ -176,15 +176,17 @@ def make_volume(args) -> None:
         return
     base = phantom("tubules", (SLAB + 16, 512, 512), seed=0).astype(np.float32)
     base = fftconvolve(base / base.max() * 100, psf, "same")[8:-8].clip(0) + 5
+    rng = np.random.default_rng(1)
+    # four independent Poisson draws of the blurred phantom; each slab tiles them with shifts
+    # (drawing noise for 5e9 voxels would take longer than the runs themselves)
+    noisy = [rng.poisson(base).astype(np.float32) for _ in range(4)]
     tmp = path.with_name(path.name + ".tmp")
     arr = create_omezarr(tmp, shape, np.float32, meta, CHUNKS)
-    rng = np.random.default_rng(1)
     t0 = time.perf_counter()
     reps = (1, PLANE[0] // 512, PLANE[1] // 512)
-    for z0 in range(0, shape[0], SLAB):
+    for i, z0 in enumerate(range(0, shape[0], SLAB)):
         shift = rng.integers(0, 512, 2)
-        clean = np.tile(np.roll(base, tuple(shift), axis=(1, 2)), reps)
-        arr[z0 : z0 + SLAB] = rng.poisson(clean).astype(np.float32)
+        arr[z0 : z0 + SLAB] = np.tile(np.roll(noisy[i % 4], tuple(shift), axis=(1, 2)), reps)
     os.replace(tmp, path)
     print(f"wrote {path} {shape} ({np.prod(shape) * 4 / 1e9:.1f} GB float32) "
           f"in {time.perf_counter() - t0:.0f} s")
@@ -227,6 +229,7 @@ class PeakMemory:
         self.interval = interval
         self.peaks: dict[int, int] = {}
         self.names: dict[int, str] = {}
+        self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -242,6 +245,8 @@ class PeakMemory:
             for p in procs:
                 try:
                     rss = p.memory_info().rss
+                    times = p.cpu_times()
+                    self.cpu[p.pid] = times.user + times.system
                     if p.pid not in self.names:
                         self.names[p.pid] = " ".join(p.cmdline())[:120]
                 except psutil.Error:
@@ -258,6 +263,7 @@ class PeakMemory:
             if pid != root and "resource_tracker" not in self.names.get(pid, "")
         }
         return {
+            "cpu_sampled_s": sum(self.cpu.values()),
             "client_peak_mb": self.peaks.get(root, 0) / 1e6,
             "worker_peaks_mb": sorted(v / 1e6 for v in workers.values()),
         }
@@ -287,17 +293,33 @@ def run_job(args) -> None:
     with open(log, "w") as fh:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
         monitor = PeakMemory(proc.pid)
-        rc = proc.wait()
+        try:
+            rc = proc.wait(timeout=args.time_limit)
+        except subprocess.TimeoutExpired:  # stopped: the partial store says how far it got
+            os.killpg(proc.pid, 9)
+            rc = proc.wait()
         wall = time.perf_counter() - t0
         mem = monitor.stop()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds of the command and of every process it waited for (its dask workers)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = max(cpu, mem["cpu_sampled_s"])  # workers of a stopped run are not waited for
     shape = volume_shape(args.gb)
     voxels = int(np.prod(shape))
-    row = dict(method=args.method, gb=args.gb, shape=shape, voxels=voxels,
+    stopped = None
+    if args.time_limit is not None and rc != 0:
+        import zarr
+
+        rec = zarr.open_group(str(out.with_name(f".{out.name}.partial")), mode="r")["0"].attrs
+        rec = rec.get("lucyd_tiles", {})
+        stopped = {"tiles_done": len(rec.get("done", [])), "tiles_total": rec.get("total")}
+        voxels = int(voxels * stopped["tiles_done"] / max(1, stopped["tiles_total"] or 1))
+        rc = 0 if stopped["tiles_done"] else rc
+    row = dict(stopped_after_s=args.time_limit if stopped else None, stopped=stopped,
+               method=args.method, gb=args.gb, shape=shape, voxels=voxels,
                cluster=args.cluster or "serial", max_memory=args.max_memory,
                iterations=args.iterations if args.method == "wb" else None, rc=rc, wall_s=wall,
                voxels_per_s=voxels / wall, cpu_s=cpu, voxels_per_cpu_s=voxels / cpu,
@@ -310,7 +332,8 @@ def run_job(args) -> None:
     RUNS.parent.mkdir(exist_ok=True)
     with open(RUNS, "a") as fh:
         fh.write(json.dumps(row) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
+    for leftover in (out, out.with_name(f".{out.name}.partial")):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def table(args) -> None:
@@ -335,6 +358,8 @@ def table(args) -> None:
         else:
             cpu = per_cpu = proj = machines = "–"
         load = f"{r['load_before']:.0f}–{r['load_after']:.0f}"
+        if r.get("stopped"):
+            load += f"; stopped, {r['stopped']['tiles_done']}/{r['stopped']['tiles_total']} tiles"
         print(f"| {name} | {r['gb']:g} GB {tuple(r['shape'])} | {r['cluster']} | "
               f"{r['max_memory']} | {r['wall_s']:.0f} ({load}) | {cpu} | "
               f"{r['voxels_per_s'] / 1e6:.2f} M | {per_cpu} | {r['client_peak_mb']:.0f} | "
@@ -357,6 +382,7 @@ def main() -> None:
     r.add_argument("--cluster")
     r.add_argument("--max-memory", default="1GB")
     r.add_argument("--iterations", type=int, default=2)
+    r.add_argument("--time-limit", type=float, help="stop after this many seconds (resumable)")
     sub.add_parser("table")
     for p in (m, r):
         p.add_argument("--scratch", default="/work/scratch/scale")
