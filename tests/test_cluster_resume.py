@@ -265,3 +265,39 @@ def test_worker_device_is_the_requested_one_off_a_cluster():
     from lucyd.tiling.tasks import worker_device
 
     assert worker_device("cpu").type == "cpu"
+
+
+@pytest.mark.slow
+def test_cli_predict_cluster_local_equals_serial(tmp_path):
+    """`lucyd predict MODEL in -o out.ome.zarr --max-memory … --cluster local:2` (worker
+    processes, the model sent to them) = the serial file, bit for bit."""
+    from typer.testing import CliRunner
+
+    from lucyd.cli.main import app
+    from lucyd.io import ImageMetadata, read_image, write_image
+    from lucyd.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for i in range(2):
+        gt = ndimage.gaussian_filter(rng.uniform(0, 100, (8, 24, 24)), 1).astype(np.float32)
+        write_image(data / "raw" / f"{i}.tif", rng.poisson(gt + 5).astype(np.float32))
+        write_image(data / "gt" / f"{i}.tif", gt)
+    cfg = TrainConfig.build(model="rln", patch=(8, 16, 16), batch=1, steps=1, val_interval=1,
+                            val_patches=1, device="cpu", seed=0)
+    model = train(cfg, data, tmp_path / "model")
+    vol = rng.poisson(50, (8, 96, 64)).astype(np.float32)
+    write_image(tmp_path / "in.ome.zarr", vol, ImageMetadata("ZYX", (0.3, 0.1, 0.1)))
+    args = ["predict", str(model), str(tmp_path / "in.ome.zarr"), "--device", "cpu",
+            "--max-memory", "18MB"]
+    serial = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "serial.ome.zarr")])
+    assert serial.exit_code == 0, serial.output
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "dask.ome.zarr"),
+                                   "--cluster", "local:2"])
+    assert res.exit_code == 0, res.output
+    a, meta = read_image(tmp_path / "serial.ome.zarr")
+    b, _ = read_image(tmp_path / "dask.ome.zarr")
+    assert meta.voxel_size == pytest.approx((0.3, 0.1, 0.1))
+    np.testing.assert_array_equal(a, b)
+    bad = CliRunner().invoke(app, [*args[:-2], "-o", str(tmp_path / "x.tif"), "--cluster", "local:2"])
+    assert bad.exit_code != 0 and "max-memory" in bad.output

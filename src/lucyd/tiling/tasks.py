@@ -290,7 +290,8 @@ def tile_shape_for_network(model, shape: Sequence[int], budget: float, members: 
     try:
         tile = tile_shape_for_budget(tuple(shape), 0, budget, per_voxel, halo=halo)
     except InputError:
-        need = per_voxel * math.prod(min(n, 2 * h + m) for n, h in zip(shape, halo, strict=True))
+        # the smallest tile tile_shape_for_budget admits: 8 voxels beside the halo per axis
+        need = per_voxel * math.prod(min(n, 2 * h + 8) for n, h in zip(shape, halo, strict=True))
         raise InputError(
             f"max_memory: {budget / 1e6:.0f} MB is too small for {model.name} tiles with a halo "
             f"of {halo} voxels (about {need / 1e6:.0f} MB needed per worker)"
