@@ -47,7 +47,7 @@ def threads_client():
         yield client
 
 
-def test_predict_is_crop_and_stitch_on_every_executor(volume, threads_client):
+def test_predict_is_crop_and_stitch_on_every_executor(volume, threads_client, one_thread):
     """RestorationModel.predict runs plan_for_model + NetworkTask + run_tiles: all channels in
     one pass, tiles on the size multiple and the Zarr chunks, dask = serial bit for bit."""
     import zarr
@@ -74,7 +74,8 @@ def test_predict_is_crop_and_stitch_on_every_executor(volume, threads_client):
     np.testing.assert_allclose(out[...], whole[0], rtol=0, atol=1e-4 * float(np.abs(whole).max()))
 
 
-def test_ensemble_uncertainty_out_of_core_equals_in_memory(volume, tmp_path, threads_client):
+def test_ensemble_uncertainty_out_of_core_equals_in_memory(volume, tmp_path, threads_client,
+                                                          one_thread):
     """Ensemble mean and uncertainty maps written tile by tile (files, dask) = in memory."""
     from lucyd.io import read_image, write_image
     from lucyd.tiling import DaskExecutor
@@ -155,7 +156,8 @@ deconvolve_file(sys.argv[1], psf, sys.argv[1] + ".out.ome.zarr", iterations=4,
 """
 
 
-def test_client_killed_with_sigkill_then_rerun_computes_only_unfinished(tmp_path, monkeypatch):
+def test_client_killed_with_sigkill_then_rerun_computes_only_unfinished(tmp_path, monkeypatch,
+                                                                        one_thread):
     """The client process (holding a LocalCluster) is SIGKILLed after k tiles were recorded;
     the same command again computes exactly the other tiles and gives the identical result."""
     from lucyd.deconv import blocked as blocked_mod
@@ -268,7 +270,7 @@ def test_worker_device_is_the_requested_one_off_a_cluster():
 
 
 @pytest.mark.slow
-def test_cli_predict_cluster_local_equals_serial(tmp_path):
+def test_cli_predict_cluster_local_equals_serial(tmp_path, one_thread):
     """`lucyd predict MODEL in -o out.ome.zarr --max-memory … --cluster local:2` (worker
     processes, the model sent to them) = the serial file, bit for bit."""
     from typer.testing import CliRunner
@@ -301,3 +303,28 @@ def test_cli_predict_cluster_local_equals_serial(tmp_path):
     np.testing.assert_array_equal(a, b)
     bad = CliRunner().invoke(app, [*args[:-2], "-o", str(tmp_path / "x.tif"), "--cluster", "local:2"])
     assert bad.exit_code != 0 and "max-memory" in bad.output
+
+
+def test_isotropic_prediction_tiles_equal_whole_and_run_on_dask(threads_client, one_thread):
+    """lucyd isotropic's XZ/YZ prediction as an IsotropicTask: tiles (halo = the 2D model's on
+    every axis) = the whole stack, dask = serial bit for bit."""
+    import torch
+
+    from lucyd.isotropic import predict_isotropic
+    from lucyd.nets.registry import build_network
+    from lucyd.tiling import DaskExecutor
+    from lucyd.train.model import RestorationModel
+
+    torch.manual_seed(0)
+    net = build_network("care", ndim=2, depth=1, first_filters=4)
+    model = RestorationModel(net, {"network": {"name": "care", "ndim": 2},
+                                   "normalization": {"percentiles": [1.0, 99.0]}})
+    stack = np.random.default_rng(3).uniform(0, 100, (10, 96, 80)).astype(np.float32)
+    whole = predict_isotropic(model, stack, 2.0, device="cpu")
+    tile = (20, 52, 48)
+    tiled = predict_isotropic(model, stack, 2.0, device="cpu", tile_shape=tile)
+    assert whole.shape == (20, 96, 80)
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4 * float(np.abs(whole).max()))
+    on_dask = predict_isotropic(model, stack, 2.0, device="cpu", tile_shape=tile,
+                                cluster=DaskExecutor(client=threads_client))
+    np.testing.assert_array_equal(on_dask, tiled)
