@@ -70,10 +70,9 @@ def worker_device(device: str):
         name = get_worker().name
     except (ImportError, ValueError):  # not inside a dask worker
         return dev
-    try:
-        index = int(name) % count
-    except (TypeError, ValueError):
-        index = int(str(name).rsplit("-", 1)[-1]) % count if str(name)[-1:].isdigit() else 0
+    # LocalCluster workers are named 0, 1, ...; `dask worker --name n --nworkers k`: n-0, n-1, ...
+    tail = str(name).rsplit("-", 1)[-1]
+    index = int(tail) % count if tail.isdigit() else 0
     return torch.device("cuda", index)
 
 
