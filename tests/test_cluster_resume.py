@@ -240,7 +240,10 @@ def test_slurm_options_and_cluster_construction(monkeypatch):
     for bad in ("slurm:queue", "slurm:nodes=3", "slurm:jobs=0", "slurm:cores=x"):
         with pytest.raises(InputError, match="cluster: .*Slurm option"):
             check_cluster_spec(bad)
+    check_cluster_spec("slurm:jobs=2")
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # not installed
+    with pytest.raises(InputError, match=r"lucyd\[slurm\]"):
+        check_cluster_spec("slurm")  # said by the CLI before any work
     with pytest.raises(InputError, match=r"lucyd\[slurm\]"):
         slurm_cluster(slurm_options("slurm"))
 

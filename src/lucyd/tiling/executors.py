@@ -241,6 +241,7 @@ def check_cluster_spec(spec) -> None:
             return
         if kind == "slurm":
             slurm_options(spec)
+            _require_jobqueue()
             return
         if "://" in spec:
             return
@@ -280,6 +281,17 @@ def slurm_options(spec: str = "slurm", environ=None) -> dict:
     return opts
 
 
+def _require_jobqueue():
+    """The dask_jobqueue module, or a one-line InputError saying how to install it."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise InputError(
+            "cluster: slurm needs dask-jobqueue (pip install 'lucyd[slurm]')"
+        ) from None
+    return dask_jobqueue
+
+
 def slurm_cluster(opts: dict, *, max_memory=None):
     """A dask-jobqueue ``SLURMCluster`` for :func:`slurm_options`, scaled to ``jobs`` jobs.
 
@@ -288,12 +300,7 @@ def slurm_cluster(opts: dict, *, max_memory=None):
     ``gpus=G`` requests ``--gres=gpu:G`` per job; with ``processes=G`` each worker uses one
     GPU (:func:`lucyd.tiling.tasks.worker_device`).
     """
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise InputError(
-            "cluster: slurm needs dask-jobqueue (pip install 'lucyd[slurm]')"
-        ) from None
+    SLURMCluster = _require_jobqueue().SLURMCluster
     memory = opts["memory"]
     if memory is None:
         limit = worker_memory_limit(max_memory) or 4 * 2**30
