@@ -338,7 +338,8 @@ def run_job(args) -> None:
 
 def table(args) -> None:
     """Markdown table; projections from CPU time (the machine is shared, wall time is not
-    its own): an idle machine of this kind with ``cores`` cores runs ``cores`` workers."""
+    its own): an idle machine of this kind with ``cores`` cores runs ``cores`` workers. A run
+    stopped before 5 % of its tiles measured mostly its start-up: no projection."""
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
     cores = os.cpu_count() or 1
     print("| method | volume | executor | --max-memory | wall s (load) | CPU s | voxels / wall s | "
@@ -351,7 +352,9 @@ def table(args) -> None:
         workers = r["worker_peaks_mb"]
         per_worker = f"{max(workers):.0f} ({len(workers)} workers)" if workers else "–"
         name = "WB deconvolution" if r["method"] == "wb" else "RLN prediction"
-        if "voxels_per_cpu_s" in r:
+        stopped = r.get("stopped") or {}
+        too_early = stopped and stopped["tiles_done"] < 0.05 * stopped["tiles_total"]
+        if "voxels_per_cpu_s" in r and not too_early:
             ref_h = REFERENCE_VOXELS / (r["voxels_per_cpu_s"] * cores) / 3600
             cpu, per_cpu = f"{r['cpu_s']:.0f}", f"{r['voxels_per_cpu_s'] / 1e6:.2f} M"
             proj, machines = f"{ref_h:.1f} h", f"{int(np.ceil(ref_h))}"
