@@ -193,7 +193,7 @@ def _untrained_care():
     return RestorationModel(net, info)
 
 
-def test_network_tiles_one_pass_all_channels_same_on_dask(small_scene):
+def test_network_tiles_one_pass_all_channels_same_on_dask(small_scene, one_thread):
     """A network as a picklable task: all channels in one pass; dask = serial bit for bit;
     crop-and-stitch with the model's halo = whole-image prediction (float32 round-off)."""
     distributed = pytest.importorskip("distributed")

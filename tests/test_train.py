@@ -451,11 +451,11 @@ def test_tiled_equals_whole_2d(model2d):
     rng = np.random.default_rng(1)
     img = rng.poisson(100, (70, 93)).astype(np.float32)
     whole = m.predict(img)
-    tiled = m.predict(img, tile_shape=(48, 52))  # halo 18 discarded, 8 blended
+    tiled = m.predict(img, tile_shape=(48, 52))  # halo 18 read and discarded: crop and stitch
     assert np.abs(tiled - whole).max() <= 1e-4 * np.abs(whole).max()
-    assert m.default_overlap == (8, 8) and m.halo == (18, 18)
-    with pytest.raises(InputError, match="too small"):
-        m.predict(img, tile_shape=(40, 40))
+    assert m.halo == (18, 18)
+    with pytest.raises(InputError, match="no room beside a halo of 18"):
+        m.predict(img, tile_shape=(37, 37))
 
 
 def test_tiled_equals_whole_3d_and_predict_file(data3d, tmp_path):

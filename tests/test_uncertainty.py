@@ -39,23 +39,27 @@ KIND, SHAPE = "mixed", (64, 64)
 # --------------------------------------------------------------------------- analytic
 
 
-class FakeMember:
-    """Stands in for a RestorationModel with fixed outputs (mean[, scale])."""
+class _Constant(torch.nn.Module):
+    """A network whose output is fixed (mean[, scale]) whatever the input."""
 
-    def __init__(self, mean, scale=None):
-        self.out = np.stack([mean] + ([scale] if scale is not None else [])).astype(np.float32)
-        self.ndim = mean.ndim
-        self.name = "care"
-        self.size_multiple = 4
-        self.voxel_size = None
-        self.net = torch.nn.Identity()
-        self.net.probabilistic = scale is not None
-        self.info = {"network": {"name": "care", "ndim": self.ndim,
-                                 "kwargs": {"probabilistic": scale is not None}}}
+    def __init__(self, out):
+        super().__init__()
+        self.register_buffer("out", torch.from_numpy(out))
 
-    def predict(self, array, *, all_channels=False, **kwargs):
-        assert np.shape(array) == self.out.shape[1:]
-        return self.out.copy() if all_channels else self.out[0].copy()
+    def forward(self, x):
+        return self.out[None].clone()
+
+
+def FakeMember(mean, scale=None):
+    """A RestorationModel with fixed outputs; given a zero image its normalisation is the
+    identity (p_lo = p_hi = 0: offset 0, scale 1), so it predicts exactly (mean[, scale])."""
+    from lucyd.train.model import RestorationModel
+
+    out = np.stack([mean] + ([scale] if scale is not None else [])).astype(np.float32)
+    info = {"network": {"name": "care", "ndim": mean.ndim, "receptive_radius": [0] * mean.ndim,
+                        "kwargs": {"probabilistic": scale is not None}},
+            "normalization": {"percentiles": [1.0, 99.0]}}
+    return RestorationModel(_Constant(out), info)
 
 
 def test_formulas_probabilistic_ensemble(rng):
@@ -88,12 +92,13 @@ def test_total_matches_monte_carlo_mixture():
 
 def test_single_probabilistic_and_plain_ensembles(rng):
     mu, s = rng.normal(size=(4, 4)), rng.uniform(1, 2, size=(4, 4))
-    mean, unc = predict_with_uncertainty(FakeMember(mu, s), mu)
+    zeros = np.zeros_like(mu)
+    mean, unc = predict_with_uncertainty(FakeMember(mu, s), zeros)
     assert set(unc) == {"total", "laplace_scale"}
     np.testing.assert_allclose(unc["total"], np.sqrt(2) * s, rtol=1e-5)  # Laplace std = √2 σ
     np.testing.assert_allclose(mean, mu, rtol=1e-6)
     plain = [FakeMember(rng.normal(size=(4, 4))) for _ in range(3)]
-    _, unc = predict_with_uncertainty(Ensemble(plain), mu)
+    _, unc = predict_with_uncertainty(Ensemble(plain), zeros)
     assert set(unc) == {"total", "disagreement"}
     np.testing.assert_array_equal(unc["total"], unc["disagreement"])
     with pytest.raises(InputError, match="no uncertainty"):
@@ -103,8 +108,8 @@ def test_single_probabilistic_and_plain_ensembles(rng):
     with pytest.raises(InputError, match="expected a RestorationModel"):
         predict_with_uncertainty("nope", mu)
     # Ensemble.predict is the members' mean, no uncertainty required
-    np.testing.assert_allclose(Ensemble(plain).predict(mu),
-                               np.mean([p.out[0] for p in plain], axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(Ensemble(plain).predict(zeros),
+                               np.mean([p.net.out[0].numpy() for p in plain], axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_uncertainty_paths():

@@ -30,19 +30,21 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from lucyd.device import resolve_device
 from lucyd.errors import InputError
 from lucyd.forward import camera_noise, convolve
 from lucyd.io import ImageMetadata, write_image
 from lucyd.nets import get_network
 from lucyd.synth.degrade import subsample_axis0, upsample_axis0
+from lucyd.tiling import plan_partition, run_tiles
 from lucyd.train import TrainConfig, load_model, train
+from lucyd.train.model import _as_tuple, _bytes
 from lucyd.validation import as_image, as_number, as_psf, as_voxel_size
 
 #: the fusion rules of the XZ and YZ restorations
@@ -255,9 +257,73 @@ def _predict_slices(model, volume: np.ndarray, axis: int, norms, device,
     return np.moveaxis(out, 0, axis)
 
 
+@dataclass(frozen=True)
+class IsotropicTask:
+    """Picklable tile task: restore the XZ and YZ slices of a block of the z-upsampled stack
+    with a 2D model and fuse them (:func:`lucyd.tiling.run_tiles`).
+
+    ``lo``, ``scale``: the global normalisation of the whole upsampled stack; ``model``: the
+    2D :class:`~lucyd.train.RestorationModel` (pickled with the task, so workers need no access
+    to its folder). Returns the fused block, or ``(fused, xz, yz)`` with ``views``.
+    """
+
+    model: object = field(repr=False)
+    lo: float
+    scale: float
+    fuse: str = "geometric"
+    device: str = "cpu"
+    batch_size: int = 8
+    views: bool = False
+
+    def fingerprint(self) -> str:
+        return repr((str(getattr(self.model, "path", None)), self.lo, self.scale, self.fuse,
+                     self.batch_size, self.views))
+
+    def __call__(self, block: np.ndarray, tile=None) -> np.ndarray:
+        from lucyd.normalization import Normalizer
+        from lucyd.tiling.tasks import worker_device
+
+        dev = worker_device(self.device)
+        self.model.net.to(dev).eval()
+        norm_in = Normalizer(self.lo, self.lo + self.scale)
+        norms = (norm_in, norm_in.rescaled(self.model.output_ratio))
+        xz = _predict_slices(self.model, block, 1, norms, dev, self.batch_size)
+        yz = _predict_slices(self.model, block, 2, norms, dev, self.batch_size)
+        if self.fuse == "geometric":
+            fused = np.sqrt(np.clip(xz, 0, None) * np.clip(yz, 0, None))
+        else:
+            fused = 0.5 * (xz + yz)
+        fused = fused.astype(np.float32, copy=False)
+        return np.stack([fused, xz, yz]) if self.views else fused
+
+
+def _isotropic_tile(model, shape, budget, batch_size) -> tuple[int, ...]:
+    """Largest (z, y, x) tile of the upsampled stack whose prediction fits ``budget`` bytes."""
+    from lucyd.tiling import tile_shape_for_budget
+    from lucyd.tiling.tasks import ACTIVATION_SAFETY, activation_bytes_per_voxel
+
+    per_slice_voxel = ACTIVATION_SAFETY * activation_bytes_per_voxel(
+        model.net, 2, model.size_multiple)
+
+    def memory_of(t):
+        # block, its normalised slices, two views, the fused result and copies: ~10 floats;
+        # one batch of slices through the network at a time
+        return 40 * math.prod(t) + per_slice_voxel * batch_size * t[0] * max(t[1], t[2])
+
+    return tile_shape_for_budget(shape, 0, budget, 0, halo=_isotropic_halo(model),
+                                 memory_of=memory_of)
+
+
+def _isotropic_halo(model) -> tuple[int, int, int]:
+    """Context of a tile: the 2D model's halo along z and along both lateral axes."""
+    h = model.halo
+    return (int(h[0]), int(max(h)), int(max(h)))
+
+
 def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
                       device: str = "auto", batch_size: int = 8,
-                      return_views: bool = False):
+                      return_views: bool = False, tile_shape=None, cluster=None,
+                      max_memory=None, progress: bool = False):
     """Restore a stack with an already trained 2D isotropic model (steps 3–4 of the recipe).
 
     Parameters
@@ -276,6 +342,17 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
         Slices per forward pass.
     return_views : bool
         Also return the XZ and YZ restorations before fusion.
+    tile_shape : tuple of int, optional
+        Tiles ``(z, y, x)`` of the upsampled stack (context included), cropped and stitched
+        with a halo of the model's receptive radius on every axis (:mod:`lucyd.tiling`).
+        Default: from ``max_memory``, else the whole stack.
+    cluster : None, str or executor
+        Where the tiles run (``local:N``, ``tcp://HOST:PORT``, ``slurm``; see
+        :func:`lucyd.tiling.executors.get_executor`); the same result everywhere.
+    max_memory : int or str, optional
+        Memory of one tile's prediction (per worker); sets the tile shape.
+    progress : bool
+        Whole-job progress over tiles.
 
     Returns
     -------
@@ -293,18 +370,20 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
         model = load_model(model)
     if model.ndim != 2:
         raise InputError(f"model: isotropic restoration needs a 2D model, got a {model.ndim}D one")
-    dev = resolve_device(device)
-    model.net.to(dev).eval()
     up = upsample_z(arr, f)
-    norms = model.normalizers(up)  # input and output Normalizer (lucyd.normalization)
-    xz = _predict_slices(model, up, 1, norms, dev, int(batch_size))
-    yz = _predict_slices(model, up, 2, norms, dev, int(batch_size))
-    if fuse == "geometric":
-        fused = np.sqrt(np.clip(xz, 0, None) * np.clip(yz, 0, None))
+    lo, hi = model.input_range(up)
+    task = IsotropicTask(model, float(lo), float(hi - lo) if hi > lo else 1.0, fuse, device,
+                         int(batch_size), return_views)
+    if tile_shape is not None:
+        tile = _as_tuple(tile_shape, 3, "tile_shape")
+    elif max_memory is not None:
+        tile = _isotropic_tile(model, up.shape, _bytes(max_memory), int(batch_size))
     else:
-        fused = 0.5 * (xz + yz)
-    fused = fused.astype(np.float32, copy=False)
-    return (fused, xz, yz) if return_views else fused
+        tile = up.shape
+    plan = plan_partition(up.shape, tile, _isotropic_halo(model), multiple=model.size_multiple)
+    res = run_tiles(plan, task, up, channels=3 if return_views else None, executor=cluster,
+                    progress=progress, desc="isotropic tiles", max_memory=_bytes(max_memory))
+    return (res[0], res[1], res[2]) if return_views else res
 
 
 def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None,
@@ -314,7 +393,8 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
                       lr: float | None = None, photons: float | None = None,
                       max_slices: int | None = None, fuse: str = "geometric", seed: int = 0,
                       device: str = "auto", model_dir: str | Path | None = None,
-                      batch_size: int = 8) -> np.ndarray:
+                      batch_size: int = 8, tile_shape=None, cluster=None,
+                      max_memory=None) -> np.ndarray:
     """Self-supervised isotropic restoration of an anisotropic stack (CARE recipe).
 
     Trains a 2D network on the stack's own lateral planes degraded to look axial, then restores
@@ -361,6 +441,8 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
         folder deleted afterwards.
     batch_size : int
         Slices per forward pass at prediction.
+    tile_shape, cluster, max_memory
+        Tiles of the prediction and where they run (see :func:`predict_isotropic`).
 
     Returns
     -------
@@ -416,7 +498,8 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
         train(config, data, out_model, overwrite=True)
         model = load_model(out_model)
         return predict_isotropic(model, arr, f, fuse=fuse, device=device,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, tile_shape=tile_shape, cluster=cluster,
+                                 max_memory=max_memory)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

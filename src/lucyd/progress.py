@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from lucyd.errors import LucydError
 
-__all__ = ["Cancelled", "Reporter", "as_reporter", "progress", "reporting"]
+__all__ = ["Cancelled", "JobProgress", "Reporter", "as_reporter", "progress", "reporting"]
 
 #: ``callback(done, total, desc)``: ``total`` is None when unknown
 ProgressCallback = Callable[[int, "int | None", str], Any]
@@ -103,6 +103,7 @@ class _Bar:
         self.total = total
         self.desc = desc
         self.n = int(kwargs.get("initial", 0) or 0)
+        self.postfix = ""
         self._tqdm = (tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False, **kwargs)
                       if reporter.bars and not _bars_silenced() else None)
         reporter.check()
@@ -121,10 +122,14 @@ class _Bar:
         if self._tqdm is not None:
             self._tqdm.update(n)
         if self.reporter.callback is not None:
-            self.reporter.callback(self.n, self.total, self.desc)
+            desc = f"{self.desc} [{self.postfix}]" if self.postfix else self.desc
+            self.reporter.callback(self.n, self.total, desc)
         self.reporter.check()
 
     def set_postfix(self, *args, **kwargs) -> None:
+        items = dict(args[0]) if args and isinstance(args[0], dict) else {}
+        items.update(kwargs)
+        self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
         if self._tqdm is not None:
             self._tqdm.set_postfix(*args, **kwargs)
 
@@ -184,3 +189,66 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
         disable = _bars_silenced()
     return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, leave=False,
                 **kwargs)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class JobProgress:
+    """Progress of a whole tiled job: tiles done / total, throughput and time left.
+
+    Steps one :func:`progress` bar per finished tile (so reporters, GUIs and cancellation see
+    it) and sets its postfix to the throughput in voxels per second and the estimated time
+    left, from the tiles finished in this run (tiles already done by a resumed run count as
+    done but not towards the rate).
+
+    Parameters
+    ----------
+    total : int
+        Tiles in the job.
+    done : int
+        Tiles already finished (resume).
+    desc : str
+        Label.
+    disable : bool or None
+        As :func:`progress`.
+    """
+
+    def __init__(self, total: int, *, done: int = 0, desc: str = "tiles",
+                 disable: bool | None = None):
+        import time
+
+        self.total = int(total)
+        self.done = int(done)
+        self._start_done = self.done
+        self.voxels = 0
+        self._clock = time.perf_counter
+        self._t0 = self._clock()
+        self.bar = progress(total=self.total, desc=desc, disable=disable, initial=self.done,
+                            unit="tile")
+
+    def status(self) -> dict:
+        """``done``, ``total``, ``tiles_per_s``, ``voxels_per_s``, ``eta_s`` (None if unknown)."""
+        elapsed = max(self._clock() - self._t0, 1e-9)
+        ran = self.done - self._start_done
+        rate = ran / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        return {"done": self.done, "total": self.total, "tiles_per_s": rate,
+                "voxels_per_s": self.voxels / elapsed, "eta_s": eta}
+
+    def advance(self, voxels: int = 0) -> None:
+        """One more tile finished, of ``voxels`` output voxels."""
+        self.done += 1
+        self.voxels += int(voxels)
+        st = self.status()
+        eta = "?" if st["eta_s"] is None else _duration(st["eta_s"])
+        self.bar.set_postfix(vox_s=f"{st['voxels_per_s']:.3g}", left=eta)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

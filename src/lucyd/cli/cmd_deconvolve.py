@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.cluster_options import CLUSTER_HELP, cluster_settings
 from lucyd.cli.volumes import volume_options
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple
@@ -99,12 +100,7 @@ def deconvolve_command(
         help="Move the PSF's main lobe onto its array centre (else an off-centre measured PSF "
         "shifts the result); the offset is recorded in OUTPUT.deconv.json.",
     ),
-    cluster: str = typer.Option(
-        None,
-        "--cluster",
-        help="Run blocks on local:N (dask LocalCluster), processes:N or tcp://HOST:PORT "
-        "(a dask scheduler); needs --max-memory (per-worker block memory).",
-    ),
+    cluster: str = typer.Option(None, "--cluster", help=CLUSTER_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     wavelength: str = typer.Option(
         None, "--wavelength", help="Model PSFs instead of --psf: emission wavelength(s) in µm, "
@@ -159,6 +155,7 @@ def deconvolve_command(
     if volumes is not None and alpha == "auto":
         raise InputError("--wb-alpha auto: calibrates one volume; give a number for time series, "
                          "channels or model PSFs")
+    cluster, _ = cluster_settings(cluster, config.max_memory)  # the spec checked before any work
     if alpha == "auto":
         from lucyd.io import read_image
         from lucyd.restore.pipeline import calibrated_wb_alpha

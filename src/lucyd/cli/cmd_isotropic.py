@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.cluster_options import CLUSTER_HELP, MAX_MEMORY_HELP, cluster_settings
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple, parse_int_tuple
 
@@ -37,6 +38,8 @@ def isotropic_command(
     model_dir: Path = typer.Option(None, "--model-dir", help="Keep the trained 2D model in this folder."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    cluster: str = typer.Option(None, "--cluster", help="Prediction: " + CLUSTER_HELP),
+    max_memory: str = typer.Option(None, "--max-memory", help="Prediction: " + MAX_MEMORY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -78,11 +81,12 @@ def isotropic_command(
         patch_t = parse_int_tuple(patch, "--patch")
         if len(patch_t) == 1:
             patch_t = patch_t * 2
+    cluster, budget = cluster_settings(cluster, max_memory)
     t0 = time.perf_counter()
     out = isotropic_restore(image, z_factor, voxel_size=vs, axial_psf=psf, axial_sigma=axial_sigma,
                             network=network, steps=steps, patch=patch_t, batch=batch, lr=lr,
                             photons=photons, fuse=fuse, seed=seed, device=device,
-                            model_dir=model_dir)
+                            model_dir=model_dir, cluster=cluster, max_memory=budget)
     out_vs = isotropic_voxel_size(vs, z_factor)
     write_image(output, out, ImageMetadata("ZYX", out_vs))
     seconds = time.perf_counter() - t0

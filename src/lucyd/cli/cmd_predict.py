@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.cluster_options import CLUSTER_HELP, MAX_MEMORY_HELP, cluster_settings
 from lucyd.errors import InputError
 from lucyd.validation import parse_int_tuple
 
@@ -22,13 +23,17 @@ def predict_cmd(
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output image (format from extension)."
     ),
-    tile: str | None = typer.Option(None, help="Tile shape z,y,x (default about 64,256,256)."),
+    tile: str | None = typer.Option(
+        None, help="Tile shape z,y,x, context included (default: from --max-memory, else about "
+        "64,256,256). A halo of the network's receptive radius is read around every tile and "
+        "discarded (crop and stitch), so tiles leave no seams.",
+    ),
     overlap: str | None = typer.Option(
-        None,
-        help="Blending overlap of neighbouring tiles z,y,x (default 8; a halo of the network's "
-        "receptive radius is added to every tile and discarded, so tiles leave no seams).",
+        None, help="Ignored (kept for old scripts): crop-and-stitch tiles need no blending.",
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    cluster: str = typer.Option(None, "--cluster", help=CLUSTER_HELP),
+    max_memory: str = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
     uncertainty: bool = typer.Option(
         False, "--uncertainty",
         help="Also write per-voxel uncertainty maps OUTPUT_uncertainty.EXT (total), "
@@ -38,9 +43,10 @@ def predict_cmd(
     """Restore INPUT with MODEL and write OUTPUT as float32 in the input's intensity scale.
 
     The input is read tile by tile and the output written tile by tile, so images larger than
-    memory work (Zarr or TIFF). The voxel size of the input is kept. An ensemble folder gives
-    the members' mean; with --uncertainty (ensembles or probabilistic CARE; the image is then
-    held in memory) the uncertainty maps are written beside OUTPUT. Do not use restored images
+    memory work (Zarr or TIFF); into OME-Zarr a rerun after a crash computes only the
+    unfinished tiles. The voxel size of the input is kept. An ensemble folder gives the
+    members' mean; with --uncertainty (ensembles or probabilistic CARE) the uncertainty maps
+    are written beside OUTPUT, also tile by tile. Do not use restored images
     for intensity quantification (Weigert et al. 2018).
     """
     import math
@@ -85,23 +91,27 @@ def predict_cmd(
                                    actual_name=f"the image ({input})")
     if mismatch:
         warnings.warn(mismatch, LucydWarning, stacklevel=1)
+    cluster, budget = cluster_settings(cluster, max_memory)
     if not details.metadata.is_volume:  # time points / channels: one volume at a time
         from lucyd.train.volumes import predict_volumes_file
 
         out = predict_volumes_file(m, input, output, tile_shape=parse_int_tuple(tile, "--tile")
-                                   if tile else None, overlap=_overlap(overlap), device=device)
+                                   if tile else None, overlap=_overlap(overlap), device=device,
+                                   cluster=cluster, max_memory=budget)
         typer.echo(f"restored {input} ({details.metadata.axes}, every volume) with {m.name} -> {out}")
         return
     tile_shape = parse_int_tuple(tile, "--tile") if tile else None
     ov = _overlap(overlap)
     if uncertainty or isinstance(m, Ensemble):
         written = predict_uncertainty_file(m, input, output, uncertainty=uncertainty,
-                                           tile_shape=tile_shape, overlap=ov, device=device)
+                                           tile_shape=tile_shape, overlap=ov, device=device,
+                                           cluster=cluster, max_memory=budget)
         what = f"an ensemble of {len(m)} {m.name}" if isinstance(m, Ensemble) else m.name
         typer.echo(f"restored {input} with {what} -> "
                    + ", ".join(str(p) for p in written.values()))
         return
-    out = predict_file(m, input, output, tile_shape=tile_shape, overlap=ov, device=device)
+    out = predict_file(m, input, output, tile_shape=tile_shape, overlap=ov, device=device,
+                       cluster=cluster, max_memory=budget)
     typer.echo(f"restored {input} with {m.name} -> {out}")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lucyd.cli.app import app, handle_errors
+from lucyd.cli.cluster_options import CLUSTER_HELP, MAX_MEMORY_HELP, cluster_settings
 from lucyd.cli.volumes import is_hyperstack, volume_options
 from lucyd.errors import InputError
 from lucyd.validation import parse_float_tuple
@@ -76,6 +77,8 @@ def restore_command(
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads during training."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     cache: Path = typer.Option(None, "--cache", help="Model cache folder (default $LUCYD_CACHE or ~/.cache/lucyd)."),
+    cluster: str = typer.Option(None, "--cluster", help="Prediction stage: " + CLUSTER_HELP),
+    max_memory: str = typer.Option(None, "--max-memory", help="Prediction stage: " + MAX_MEMORY_HELP),
     report: bool = typer.Option(True, "--report/--no-report", help="Write <output>.html with figures."),
     sample: bool = typer.Option(False, "--sample", help="Restore the built-in sample (a synthetic widefield "
                                 "specimen with its ground truth) into the folder -o."),
@@ -105,7 +108,9 @@ def restore_command(
 
         volumes = volume_options(inputs[0], psf, wavelength=wavelength, na=na, ni=ni, psf_model=psf_model,
                                  same_psf=same_psf)
-        out = restore_volumes_file(inputs[0], output, **volumes, config=cfg, voxel_size=vs)
+        cluster, budget = cluster_settings(cluster, max_memory)
+        out = restore_volumes_file(inputs[0], output, **volumes, config=cfg, voxel_size=vs, cluster=cluster,
+                                   max_memory=budget)
         typer.echo(f"wrote {out} (every (t, c) volume); records in {out}.restore.json")
         return
     if len(psf or []) > 1:
@@ -121,6 +126,8 @@ def restore_command(
         optics = {"na": na, "wavelength": parse_wavelengths(wavelength)[0], "ni": ni, "model": psf_model}
     import json
 
-    paths = restore_files(inputs, output, psf=psf, optics=optics, config=cfg, voxel_size=vs, report=report)
+    cluster, budget = cluster_settings(cluster, max_memory)
+    paths = restore_files(inputs, output, psf=psf, optics=optics, config=cfg, voxel_size=vs, report=report,
+                          cluster=cluster, max_memory=budget)
     records = [json.loads(p.with_name(p.name + ".restore.json").read_text()) for p in paths]
     _print_summary(paths, records)

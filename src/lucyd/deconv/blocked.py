@@ -297,4 +297,5 @@ def deconvolve_blocked(
         executor=cluster,
         progress=progress,
         desc="deconvolve blocks",
+        max_memory=budget,
     )

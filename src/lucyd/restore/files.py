@@ -66,7 +66,7 @@ def save_restore_report(result: RestoreResult, raw: np.ndarray, path: Path, voxe
 
 def restore_files(inputs: Sequence[str | Path], output: str | Path, *, psf=None, optics: dict | None = None,
                   config: RestoreConfig | None = None, voxel_size=None, report: bool = False,
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, cluster=None, max_memory=None) -> list[Path]:
     """Restore image files; one model (the first input's calibration) serves every input.
 
     Parameters
@@ -82,6 +82,8 @@ def restore_files(inputs: Sequence[str | Path], output: str | Path, *, psf=None,
         Overrides the files' voxel size.
     report : bool
         Also write ``<output>.html`` (+ PNG figures).
+    cluster, max_memory
+        Where the network's tiles run and the memory of one tile (see :func:`restore`).
 
     Returns
     -------
@@ -113,7 +115,7 @@ def restore_files(inputs: Sequence[str | Path], output: str | Path, *, psf=None,
         vs = tuple(voxel_size) if voxel_size is not None else meta.voxel_size
         p = psf if psf is not None else psf_from_optics(image.shape, vs, **optics)
         result = restore(image, p, config=cfg, voxel_size=vs, psf_voxel_size=psf_voxel, progress=progress,
-                         model_calibration=model_calibration)
+                         model_calibration=model_calibration, cluster=cluster, max_memory=max_memory)
         model_calibration = result.model_calibration
         result.record.update({"input": str(src), "output": str(dst),
                               "psf": str(psf) if isinstance(psf, str | Path) else ("optics" if optics else "array")})

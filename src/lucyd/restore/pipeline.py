@@ -352,7 +352,7 @@ def _find_zoo(psf: np.ndarray, calibration: Calibration, config: RestoreConfig, 
     return fit
 
 
-def _trained_network(p, model_cal, shape, cfg, rl, record, progress) -> np.ndarray:
+def _trained_network(p, model_cal, shape, cfg, rl, record, progress, cluster=None, max_memory=None) -> np.ndarray:
     """Train (or reuse from the cache) the refining network for ``model_cal`` and apply it to ``rl``."""
     key = model_key(p, model_cal, cfg)
     folder = cache_root(cfg.cache_dir) / key
@@ -368,11 +368,12 @@ def _trained_network(p, model_cal, shape, cfg, rl, record, progress) -> np.ndarr
         warnings.simplefilter("ignore")  # an incomplete model is reported in the record instead
         model = load_model(folder / "model")
     record["model"]["complete"] = bool(model.complete)
-    return model.predict(rl, device=cfg.device, progress=progress)
+    return model.predict(rl, device=cfg.device, progress=progress, cluster=cluster, max_memory=max_memory)
 
 
 def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None, psf_voxel_size=None,
-            progress: bool = True, model_calibration: Calibration | None = None, **overrides) -> RestoreResult:
+            progress: bool = True, model_calibration: Calibration | None = None, cluster=None,
+            max_memory=None, **overrides) -> RestoreResult:
     """Restore a raw fluorescence image with a network trained on data calibrated to it.
 
     Parameters
@@ -391,6 +392,11 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         Train (or reuse) the model for this calibration instead of the image's own, e.g. the
         first image's, so that one model serves a series (the image's own noise is still used
         for its units and the physics check).
+    cluster : None, str or executor
+        Where the network's prediction runs, tile by tile (``local:N``, ``tcp://HOST:PORT``,
+        ``slurm``; :meth:`lucyd.train.RestorationModel.predict`); the result is the same.
+    max_memory : int or str, optional
+        Memory of one prediction tile (per worker); sets the tile shape.
 
     Returns
     -------
@@ -451,7 +457,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
         else:
             record["zoo"]["rejected"] = verdicts["zoo"][1]
     if cfg.method == "network" or (cfg.method == "auto" and chosen == "rl"):
-        net = _trained_network(p, model_cal, img.shape, cfg, rl, record, progress)
+        net = _trained_network(p, model_cal, img.shape, cfg, rl, record, progress, cluster, max_memory)
         passed = add_candidate("network", net)
         if cfg.method == "network":
             chosen, why = "network", "method=network"

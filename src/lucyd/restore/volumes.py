@@ -30,6 +30,8 @@ def restore_volumes_file(
     voxel_size: Sequence[float] | None = None,
     progress: Any = True,
     cancel: Any = None,
+    cluster: Any = None,
+    max_memory: Any = None,
 ) -> Path:
     """Restore every (t, c) volume of an image file (:func:`lucyd.restore.restore`) into one file.
 
@@ -56,6 +58,8 @@ def restore_volumes_file(
         Progress over volumes.
     cancel : threading.Event or callable, optional
         Stops at the next volume.
+    cluster, max_memory
+        As :func:`lucyd.restore.restore` (its prediction stage), for each volume.
 
     Returns
     -------
@@ -93,7 +97,8 @@ def restore_volumes_file(
         channel = channels[where.c]
         result = restore(volume, channel.psf, config=cfg, voxel_size=vs,
                          psf_voxel_size=channel.voxel_size, progress=False,
-                         model_calibration=calibrations.get(where.c))
+                         model_calibration=calibrations.get(where.c), cluster=cluster,
+                         max_memory=max_memory)
         calibrations.setdefault(where.c, result.model_calibration)
         records.append({"t": where.t, "c": where.c, "psf": channel.source, **result.record})
         return result.image

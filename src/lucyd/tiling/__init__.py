@@ -11,6 +11,7 @@
 from lucyd.tiling.engine import BLENDS, Tile, plan_tiles, tile_shape_for_budget, tiled_apply
 from lucyd.tiling.executors import DaskExecutor, ProcessExecutor, SerialExecutor, get_executor
 from lucyd.tiling.runner import (
+    StackedOutputs,
     TilePlan,
     finished_tiles,
     open_resumable_zarr,
@@ -24,6 +25,7 @@ __all__ = [
     "DaskExecutor",
     "ProcessExecutor",
     "SerialExecutor",
+    "StackedOutputs",
     "Tile",
     "TilePlan",
     "finished_tiles",

@@ -12,8 +12,14 @@ Specs accepted by :func:`get_executor` (the CLI's ``--cluster``):
 * ``"local:N"``: a dask.distributed ``LocalCluster`` with N single-threaded worker processes.
 * ``"tcp://HOST:PORT"`` (or ``tls://``): join a running dask scheduler
   (``dask scheduler`` / ``dask worker tcp://HOST:PORT`` started on the machines).
+* ``"slurm"`` or ``"slurm:queue=Q,jobs=N,cores=C,memory=M,walltime=HH:MM:SS,gpus=G,..."``:
+  submit dask workers as Slurm jobs with dask-jobqueue (``pip install 'lucyd[slurm]'``);
+  options also from ``LUCYD_SLURM_<OPTION>`` environment variables (:func:`slurm_options`).
 
-dask retries a task whose worker died (``retries``, default 2).
+dask retries a task whose worker died (``retries``, default 2). With a memory budget
+(``max_memory``: the working memory of one tile), each LocalCluster / Slurm worker gets a
+memory limit of :func:`worker_memory_limit` (the budget × 1.5 plus the runtime's fixed cost),
+beyond which the nanny restarts it and the scheduler reruns its task elsewhere.
 """
 
 from __future__ import annotations
@@ -26,6 +32,26 @@ from lucyd.errors import InputError
 
 #: tasks kept in flight per worker
 IN_FLIGHT_PER_WORKER = 2
+#: resident memory of a worker process before any tile: Python, numpy, torch, dask (CPU)
+WORKER_FIXED_BYTES = 700 * 2**20
+#: Slurm options of ``--cluster slurm:...`` and their dask-jobqueue defaults
+SLURM_DEFAULTS = {
+    "queue": None,  # partition (-p); None: the cluster's default
+    "account": None,  # -A
+    "jobs": 1,  # Slurm jobs submitted (cluster.scale(jobs=N))
+    "processes": 1,  # dask workers per job (one per GPU with gpus)
+    "cores": 1,  # CPU cores per job
+    "memory": None,  # per job, e.g. 16GB; default from max_memory (worker_memory_limit)
+    "walltime": "01:00:00",
+    "gpus": 0,  # GPUs per job (--gres=gpu:G); set processes = gpus for one worker per GPU
+}
+
+
+def worker_memory_limit(max_memory: float | None) -> int | None:
+    """Memory limit of one dask worker for a per-tile budget: ``1.5 × budget + fixed cost``."""
+    if max_memory is None:
+        return None
+    return int(1.5 * float(max_memory) + WORKER_FIXED_BYTES)
 
 
 class SerialExecutor:
@@ -100,6 +126,10 @@ class DaskExecutor:
         Times a task is resubmitted when it fails or its worker dies.
     client : distributed.Client, optional
         Use an existing client (not closed by :meth:`close`).
+    memory_limit : int, optional
+        Bytes per LocalCluster worker (:func:`worker_memory_limit`); None: dask's default.
+    cluster : object, optional
+        A dask cluster object to connect to and close with the executor (Slurm).
     """
 
     def __init__(
@@ -110,6 +140,8 @@ class DaskExecutor:
         processes: bool = True,
         retries: int = 2,
         client=None,
+        memory_limit: int | None = None,
+        cluster=None,
     ):
         try:
             from distributed import Client, LocalCluster
@@ -119,15 +151,18 @@ class DaskExecutor:
             ) from None
         self.retries = int(retries)
         self._own = client is None
-        self._cluster = None
+        self._cluster = cluster
         if client is not None:
             self.client = client
+        elif cluster is not None:
+            self.client = Client(cluster)
         elif address is None:
             self._cluster = LocalCluster(
                 n_workers=int(workers),
                 threads_per_worker=1,
                 processes=processes,
                 dashboard_address=None,
+                memory_limit=memory_limit if memory_limit is not None else "auto",
             )
             self.client = Client(self._cluster)
         else:
@@ -140,14 +175,22 @@ class DaskExecutor:
     def imap_unordered(self, task, jobs):
         from distributed import wait
 
-        # the task (PSF, weights path, parameters) travels once to every worker
+        # the task (PSF, model, parameters) travels once to every worker: a replica on each,
+        # so a worker that dies takes none of it away
         [task_future] = self.client.scatter([task], broadcast=True, hash=False)
 
         def submit(job):
+            import warnings
+
             key, tile, block = job
-            return self.client.submit(
-                _call, task_future, block, tile, pure=False, retries=self.retries
-            )
+            # the block travels inside the task (held by the scheduler until it is done), so
+            # the task can run again elsewhere when its worker dies; a scattered block would
+            # die with the worker that holds it
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sending large graph")
+                return self.client.submit(
+                    _call, task_future, block, tile, pure=False, retries=self.retries
+                )
 
         def wait_first(futs):
             return wait(futs, return_when="FIRST_COMPLETED").done
@@ -161,28 +204,31 @@ class DaskExecutor:
                 self._cluster.close()
 
 
-def get_executor(spec=None):
-    """An executor for ``spec`` (see the module notes); executor objects pass through."""
+def get_executor(spec=None, *, max_memory=None):
+    """An executor for ``spec`` (see the module notes); executor objects pass through.
+
+    ``max_memory`` (bytes per tile) sets the memory limit of the workers that lucyd starts
+    (``local:N``, ``slurm``).
+    """
     if spec is None or spec == "serial":
         return SerialExecutor()
     if hasattr(spec, "imap_unordered"):
         return _Borrowed(spec)
-    if not isinstance(spec, str):
-        raise InputError(f"cluster: expected serial, local:N, processes:N or an address, got {spec!r}")
+    check_cluster_spec(spec)
     kind, _, arg = spec.partition(":")
-    if kind in ("local", "processes"):
-        try:
-            n = int(arg)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise InputError(f"cluster: expected {kind}:N with N >= 1 workers, got {spec!r}")
-        return DaskExecutor(workers=n) if kind == "local" else ProcessExecutor(n)
-    if "://" in spec:
-        return DaskExecutor(spec)
-    raise InputError(
-        f"cluster: expected serial, local:N, processes:N or tcp://HOST:PORT, got {spec!r}"
-    )
+    limit = worker_memory_limit(max_memory)
+    if kind == "local":
+        return DaskExecutor(workers=int(arg), memory_limit=limit)
+    if kind == "processes":
+        return ProcessExecutor(int(arg))
+    if kind == "slurm":
+        opts = slurm_options(spec)
+        return DaskExecutor(cluster=slurm_cluster(opts, max_memory=max_memory),
+                            workers=opts["jobs"] * opts["processes"])
+    return DaskExecutor(spec)
+
+
+_SPEC_HELP = "serial, local:N, processes:N, tcp://HOST:PORT or slurm[:option=value,...]"
 
 
 def check_cluster_spec(spec) -> None:
@@ -193,11 +239,89 @@ def check_cluster_spec(spec) -> None:
         kind, _, arg = spec.partition(":")
         if kind in ("local", "processes") and arg.isdigit() and int(arg) >= 1:
             return
+        if kind == "slurm":
+            slurm_options(spec)
+            _require_jobqueue()
+            return
         if "://" in spec:
             return
-    raise InputError(
-        f"cluster: expected serial, local:N, processes:N or tcp://HOST:PORT, got {spec!r}"
+    raise InputError(f"cluster: expected {_SPEC_HELP}, got {spec!r}")
+
+
+def slurm_options(spec: str = "slurm", environ=None) -> dict:
+    """Options of a ``slurm[:key=value,...]`` spec over ``LUCYD_SLURM_<KEY>`` variables and
+    :data:`SLURM_DEFAULTS` (one-line InputError for an unknown key or a bad number)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    opts = dict(SLURM_DEFAULTS)
+    for key in SLURM_DEFAULTS:
+        value = environ.get(f"LUCYD_SLURM_{key.upper()}")
+        if value:
+            opts[key] = value
+    _, _, rest = spec.partition(":")
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in SLURM_DEFAULTS:
+            raise InputError(
+                f"cluster: unknown Slurm option {item!r} in {spec!r}; use "
+                + ", ".join(f"{k}=..." for k in SLURM_DEFAULTS)
+            )
+        opts[key] = value.strip()
+    for key in ("jobs", "processes", "cores", "gpus"):
+        try:
+            opts[key] = int(opts[key])
+        except (TypeError, ValueError):
+            raise InputError(f"cluster: Slurm option {key} must be an integer, got "
+                             f"{opts[key]!r}") from None
+        if opts[key] < (0 if key == "gpus" else 1):
+            raise InputError(f"cluster: Slurm option {key} must be >= "
+                             f"{0 if key == 'gpus' else 1}, got {opts[key]}")
+    return opts
+
+
+def _require_jobqueue():
+    """The dask_jobqueue module, or a one-line InputError saying how to install it."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise InputError(
+            "cluster: slurm needs dask-jobqueue (pip install 'lucyd[slurm]')"
+        ) from None
+    return dask_jobqueue
+
+
+def slurm_cluster(opts: dict, *, max_memory=None):
+    """A dask-jobqueue ``SLURMCluster`` for :func:`slurm_options`, scaled to ``jobs`` jobs.
+
+    Each job runs ``processes`` single-threaded dask workers on ``cores`` cores; its memory is
+    ``memory`` or, from the per-tile budget, ``processes ×`` :func:`worker_memory_limit`.
+    ``gpus=G`` requests ``--gres=gpu:G`` per job; with ``processes=G`` each worker uses one
+    GPU (:func:`lucyd.tiling.tasks.worker_device`).
+    """
+    SLURMCluster = _require_jobqueue().SLURMCluster
+    memory = opts["memory"]
+    if memory is None:
+        limit = worker_memory_limit(max_memory) or 4 * 2**30
+        memory = f"{-(-opts['processes'] * limit // 2**30)}GiB"
+    extra = []
+    if opts["gpus"]:
+        extra.append(f"--gres=gpu:{opts['gpus']}")
+    kwargs = dict(
+        cores=opts["cores"],
+        processes=opts["processes"],
+        memory=memory,
+        walltime=opts["walltime"],
+        job_extra_directives=extra,
     )
+    if opts["queue"]:
+        kwargs["queue"] = opts["queue"]
+    if opts["account"]:
+        kwargs["account"] = opts["account"]
+    cluster = SLURMCluster(**kwargs)
+    cluster.scale(jobs=opts["jobs"])
+    return cluster
 
 
 class _Borrowed:

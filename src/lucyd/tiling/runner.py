@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from lucyd.errors import InputError
-from lucyd.progress import progress as _progress
+from lucyd.progress import JobProgress
 from lucyd.tiling.engine import Tile, _as_tuple
 
 #: zarr attribute under which finished tiles are recorded
@@ -206,6 +206,7 @@ def run_tiles(
     progress: bool = True,
     desc: str = "tiles",
     dtype=np.float32,
+    max_memory: float | None = None,
 ) -> object:
     """Run ``task`` on every tile of ``plan`` and write the kept regions into ``out``.
 
@@ -234,11 +235,15 @@ def run_tiles(
         does not identify the input, so the default (None) resumes only into a store from
         :func:`open_resumable_zarr`, which is tied to its job.
     progress : bool
-        Progress bar over tiles.
+        Whole-job progress (:class:`lucyd.progress.JobProgress`): tiles done / total, voxels
+        per second, time left; on every executor (results arrive in the calling process).
     desc : str
         Progress-bar label.
     dtype : numpy dtype
         dtype of the blocks given to ``task``.
+    max_memory : float, optional
+        Per-tile memory budget (bytes): the memory limit of workers that the executor starts
+        (:func:`lucyd.tiling.executors.worker_memory_limit`).
 
     Returns
     -------
@@ -262,9 +267,8 @@ def run_tiles(
         resume = resumable
     done = finished_tiles(out, plan, task) if resume else set()
     todo = [i for i in range(len(plan)) if i not in done]
-    ex = get_executor(executor)
-    bar = _progress(total=len(plan), desc=desc, disable=None if progress else True)
-    bar.update(len(done))
+    ex = get_executor(executor, max_memory=max_memory)
+    bar = JobProgress(len(plan), done=len(done), desc=desc, disable=None if progress else True)
     jobs = ((i, plan.tiles[i], _read_block(source, plan.tiles[i], dtype)) for i in todo)
     try:
         for i, result in ex.imap_unordered(task, jobs):
@@ -283,11 +287,32 @@ def run_tiles(
             done.add(i)
             if resumable:
                 _write_record(out, plan, task, done)
-            bar.update(1)
+            bar.advance(math.prod(s.stop - s.start for s in tile.keep))
     finally:
         bar.close()
         ex.close()
     return out
+
+
+class StackedOutputs:
+    """Several outputs of one shape seen as one ``(C, *shape)`` destination for :func:`run_tiles`.
+
+    ``out[(slice(None), *region)] = values`` writes ``values[c]`` into ``outputs[c]`` (an entry
+    None discards channel ``c``): a task with several output channels fills several files
+    (e.g. a restoration and its uncertainty maps) in one pass.
+    """
+
+    def __init__(self, outputs, shape):
+        self.outputs = list(outputs)
+        self.shape = (len(self.outputs), *(int(n) for n in shape))
+        self.dtype = np.dtype(np.float32)
+
+    def __setitem__(self, index, values) -> None:
+        if index[0] != slice(None):
+            raise IndexError("StackedOutputs: write all channels at once")
+        for out, channel in zip(self.outputs, values, strict=True):
+            if out is not None:
+                out[tuple(index[1:])] = channel
 
 
 # ---------------------------------------------------------------------------- resumable store

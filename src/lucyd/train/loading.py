@@ -12,6 +12,7 @@ import torch
 
 from lucyd.errors import FileFormatError, InputError
 from lucyd.io import ImageMetadata, open_writer, read_image
+from lucyd.io.api import format_from_path
 from lucyd.nets import build_network
 from lucyd.nets.layers import optimise_for_inference
 from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard, read_json_description
@@ -158,13 +159,18 @@ def predict_file(
     device: str = "auto",
     batch_size: int = 1,
     progress: bool = True,
+    cluster=None,
+    max_memory=None,
 ) -> Path:
     """Restore an image file tile by tile (out of core) into a float32 file.
 
     The input is opened lazily (:func:`lucyd.io.read_image` with ``lazy=True``; Zarr and TIFF are
     read tile by tile), the output written with :func:`lucyd.io.open_writer` (atomically; Zarr,
     TIFF, ``.npy``) with the input's voxel size. Global percentiles come from the whole input
-    (every k-th plane above 16 M voxels).
+    (every k-th plane above 16 M voxels). Into OME-Zarr the output is built in
+    ``.<name>.partial`` beside it with a record of the finished tiles
+    (:func:`lucyd.tiling.open_resumable_zarr`): rerunning the same command after a crash
+    computes only the unfinished tiles.
 
     Parameters
     ----------
@@ -173,9 +179,9 @@ def predict_file(
     input_path, output_path : str or Path
         Input image and output file (format from the extension).
     tile_shape : int or tuple, optional
-        Default: about 64×256×256 voxels (clipped to the image), the whole image in 2D up to
-        4096².
-    overlap, device, batch_size, progress
+        Default: from ``max_memory`` when given, else about 64×256×256 voxels (clipped to the
+        image), the whole image in 2D up to 4096².
+    overlap, device, batch_size, progress, cluster, max_memory
         As :meth:`RestorationModel.predict`.
 
     Returns
@@ -186,20 +192,25 @@ def predict_file(
 
     if not isinstance(model, RestorationModel):
         model = load_model(model)
+    input_path, output_path = Path(input_path), Path(output_path)
     source, meta = read_image(input_path, lazy=True)
     shape = model._check_input(source, name=str(input_path))
-    if tile_shape is None:
+    if tile_shape is None and max_memory is None:
         tile_shape = default_tile_shape(shape, model.size_multiple)
+    tile_shape = model.tile_shape_for(shape, tile_shape, max_memory)
     out_meta = ImageMetadata(meta.axes, meta.voxel_size, {})
-    output_path = Path(output_path)
-    with open_writer(output_path, shape, np.float32, out_meta) as out:
-        model.predict(
-            source,
-            tile_shape=tile_shape,
-            overlap=overlap,
-            device=device,
-            batch_size=batch_size,
-            out=out,
-            progress=progress,
-        )
+    kwargs = dict(tile_shape=tile_shape, device=device, batch_size=batch_size, progress=progress,
+                  cluster=cluster)
+    if format_from_path(output_path) == "zarr":
+        from lucyd.tiling import open_resumable_zarr
+
+        stat = input_path.stat()
+        weights = [p.stat().st_mtime_ns for p in sorted(Path(model.path or ".").glob("*.pt"))]
+        job = (f"{input_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:"
+               f"{model.path}:{weights}:{tile_shape}")
+        with open_resumable_zarr(output_path, shape, np.float32, out_meta, job=job) as out:
+            model.predict(source, out=out, **kwargs)
+    else:
+        with open_writer(output_path, shape, np.float32, out_meta) as out:
+            model.predict(source, out=out, **kwargs)
     return output_path

@@ -22,11 +22,13 @@ training targets, ``out · (p_hi − p_lo) · r + p_lo``, ``r`` the training pai
 to input percentile range (a network trained towards sharper targets that keep the raw flux
 gives correspondingly brighter peaks, not a dimmed copy squeezed into the input's range).
 
-Large inputs are processed in tiles (crop and stitch): each tile is read with a context margin
-of the network's receptive radius that is computed and discarded, neighbouring tiles'
-remaining overlap is blended with linear ramps, and tile origins stay on the network's size
-multiple (RLN's 2× pooling grid), so tiled and whole-image predictions agree to float32
-round-off.
+Large inputs are processed in tiles through the one tiling engine (:mod:`lucyd.tiling`:
+:func:`~lucyd.tiling.tasks.plan_for_model` → :class:`~lucyd.tiling.tasks.NetworkTask` →
+:func:`~lucyd.tiling.run_tiles`): crop and stitch, each tile read with a context margin of at
+least the network's receptive radius that is computed and discarded, tile origins on the
+network's size multiple (RLN's 2× pooling grid), so tiled and whole-image predictions agree to
+float32 round-off, and every executor (serial, local processes, a dask cluster) gives the same
+result bit for bit.
 """
 
 from __future__ import annotations
@@ -85,34 +87,6 @@ def default_halo(radius: tuple[int, ...], multiple: int) -> tuple[int, ...]:
     return tuple(_round_up(r, multiple) for r in radius)
 
 
-#: blending width (voxels per axis) of neighbouring tiles' kept regions, when not given
-DEFAULT_BLEND_OVERLAP = 8
-
-
-def default_overlap(ndim: int, multiple: int) -> tuple[int, ...]:
-    """Default blending overlap of the kept tile regions: 8 voxels per axis (on the multiple)."""
-    return (_round_up(DEFAULT_BLEND_OVERLAP, multiple),) * ndim
-
-
-class _RecordingSource:
-    """Stands in for the input inside :func:`lucyd.tiling.tiled_apply`.
-
-    Indexing records the requested region and returns a zero-cost placeholder of its shape;
-    the prediction function then reads the region itself, widened to the network's size
-    multiple, so that every tile sees the same pooling grid as the whole image.
-    """
-
-    def __init__(self, shape: tuple[int, ...]):
-        self.shape = shape
-        self.dtype = np.dtype(np.float32)
-        self.last: tuple[slice, ...] | None = None
-
-    def __getitem__(self, index: tuple[slice, ...]):
-        self.last = index
-        sizes = tuple(s.stop - s.start for s in index)
-        return np.broadcast_to(np.float32(0), sizes)
-
-
 class RestorationModel:
     """A trained network with its normalisation, ready to restore images.
 
@@ -163,11 +137,6 @@ class RestorationModel:
     def halo(self) -> tuple[int, ...]:
         """Context read and discarded around each tile (RLN: 18 per axis)."""
         return default_halo(self.receptive_radius, self.size_multiple)
-
-    @property
-    def default_overlap(self) -> tuple[int, ...]:
-        """Blending overlap of the kept tile regions used when none is given (8 per axis)."""
-        return default_overlap(self.ndim, self.size_multiple)
 
     # ------------------------------------------------------------------ normalisation
     def input_range(self, array) -> tuple[float, float]:
@@ -240,7 +209,32 @@ class RestorationModel:
         )
         return out[(slice(None),) + crop]
 
-    def _predict_plane(self, array, *, tile_shape, overlap, out, all_channels, **kwargs):
+    @property
+    def output_channels(self) -> int:
+        """Number of output channels of the network (probed once on a small zero block)."""
+        if getattr(self, "_channels", None) is None:
+            m = self.size_multiple
+            side = _round_up(8, m)
+            param = next(self.net.parameters(), None)
+            dev = param.device if param is not None else torch.device("cpu")
+            with torch.inference_mode():
+                probe = self.net(torch.zeros((1, 1, *(side,) * self.ndim), device=dev))
+            self._channels = int(probe.shape[1])
+        return self._channels
+
+    def tile_shape_for(self, shape, tile_shape=None, max_memory=None, members: int = 1):
+        """The tile shape :meth:`predict` uses: ``tile_shape``, else one that fits ``max_memory``
+        (:func:`lucyd.tiling.tasks.tile_shape_for_network`), else the whole image."""
+        shape = tuple(int(n) for n in shape)
+        if tile_shape is not None:
+            return _as_tuple(tile_shape, self.ndim, "tile_shape")
+        if max_memory is not None:
+            from lucyd.tiling.tasks import tile_shape_for_network
+
+            return tile_shape_for_network(self, shape, _bytes(max_memory), members)
+        return shape
+
+    def _predict_plane(self, array, *, tile_shape, out, all_channels, **kwargs):
         """A 2D image through a 3D model: a single-plane volume (z padded to the size multiple).
 
         The plane is mirrored along z up to the network's size multiple (RLN: 2), restored as a
@@ -256,10 +250,7 @@ class RestorationModel:
             stacklevel=3,
         )
         tile = None if tile_shape is None else (1, *_as_tuple(tile_shape, 2, "tile_shape"))
-        ov = None if overlap is None else (0, *_as_tuple(overlap, 2, "overlap", allow_zero=True))
-        res = self.predict(
-            arr[None], tile_shape=tile, overlap=ov, all_channels=all_channels, **kwargs
-        )
+        res = self.predict(arr[None], tile_shape=tile, all_channels=all_channels, **kwargs)
         res = res[:, 0] if all_channels else res[0]
         if out is None:
             return res
@@ -277,6 +268,8 @@ class RestorationModel:
         out=None,
         all_channels: bool = False,
         progress: bool = True,
+        cluster=None,
+        max_memory=None,
     ):
         """Restore an image, whole or in tiles, in the input's intensity scale (float32).
 
@@ -286,27 +279,37 @@ class RestorationModel:
             (y, x) or (z, y, x) image matching the model's dimensionality; a numpy array, or
             any sliceable array-like (zarr, memmap) that is then read tile by tile.
         tile_shape : int or tuple of int, optional
-            Largest block the network sees, context included. None: the whole image at once.
-            Tiling goes through :func:`lucyd.tiling.tiled_apply` with a halo of the network's
-            receptive radius (RLN: 18) that is computed and discarded, so tiled and whole-image
-            results agree to float32 round-off; tiles are read on the network's size multiple.
-        overlap : int or tuple of int, optional
-            Blending width of the kept regions of neighbouring tiles (linear ramps);
-            default 8 per axis. (RLN's reference crop-and-stitch used (10, 24, 24) without a
-            discarded halo; here the halo makes seams exact and the blend is a safety margin.)
+            Largest block the network sees, context included. None: from ``max_memory``, else
+            the whole image at once. Tiles are cropped and stitched (:mod:`lucyd.tiling`):
+            each reads a halo of the network's receptive radius rounded up to its size multiple
+            (RLN: 18) that is computed and discarded, so tiled and whole-image results agree
+            to float32 round-off; tiles start on the size multiple and, where they are large
+            enough, on ``out``'s Zarr chunks.
+        overlap : ignored
+            Accepted for compatibility: crop-and-stitch with the discarded halo needs no
+            blending of neighbouring tiles.
         device : str
-            ``auto``, ``cpu`` or ``cuda``.
+            ``auto``, ``cpu`` or ``cuda`` (on a dask cluster of a machine with several GPUs,
+            one GPU per worker: :func:`lucyd.tiling.tasks.worker_device`).
         batch_size : int
             Reserved for batched tiles; tiles currently run one at a time.
         out : array-like, optional
-            Writable output of the input's shape (e.g. from :func:`lucyd.io.open_writer`);
-            every voxel is written once. Returned.
+            Writable output of the input's shape, ``(C, *shape)`` with ``all_channels`` (e.g.
+            from :func:`lucyd.io.open_writer`); every voxel is written once. Returned. A store
+            from :func:`lucyd.tiling.open_resumable_zarr` records finished tiles (resume).
         all_channels : bool
-            Return every output channel, ``(C, *spatial)``: channel 0 the restoration in the
-            input's scale, further channels (e.g. a Laplace scale) multiplied by
-            ``p_hi − p_lo``. Tiled, each channel is stitched in its own pass.
+            Return every output channel, ``(C, *spatial)``, from one network pass per tile:
+            channel 0 the restoration in the input's scale, further channels (e.g. a Laplace
+            scale) multiplied by ``p_hi − p_lo``.
         progress : bool
-            Progress bar over tiles.
+            Progress over tiles (tiles done / total, throughput, time left).
+        cluster : None, str or executor
+            Where tiles run (:func:`lucyd.tiling.executors.get_executor`): None (this
+            process), ``"local:N"``, ``"processes:N"``, ``"tcp://HOST:PORT"``, ``"slurm"``.
+            A model loaded from a folder is loaded by each worker; an in-memory one is pickled.
+        max_memory : int, float or str, optional
+            Memory budget of one tile's prediction (per worker), e.g. ``"2GB"``: sets the
+            tile shape when ``tile_shape`` is None.
 
         Returns
         -------
@@ -316,8 +319,7 @@ class RestorationModel:
         Raises
         ------
         InputError
-            Wrong dimensionality, non-finite or non-numeric input, tiles too small for the halo
-            and overlap.
+            Wrong dimensionality, non-finite or non-numeric input, tiles too small for the halo.
 
         Notes
         -----
@@ -329,14 +331,16 @@ class RestorationModel:
         single-plane volume (with a warning). (Li et al. 2022 normalise per block and re-multiply
         by the block's maximum instead; global normalisation keeps tiles consistent.)
         """
-        from lucyd.device import resolve_device
+        from lucyd.tiling import run_tiles
+        from lucyd.tiling.tasks import NetworkTask, plan_for_model
         from lucyd.validation import check_finite
 
         self.warn_if_incomplete()
         if self.ndim == 3 and len(getattr(array, "shape", np.shape(array))) == 2:
             return self._predict_plane(
-                array, tile_shape=tile_shape, overlap=overlap, device=device,
-                batch_size=batch_size, out=out, all_channels=all_channels, progress=progress,
+                array, tile_shape=tile_shape, device=device, batch_size=batch_size, out=out,
+                all_channels=all_channels, progress=progress, cluster=cluster,
+                max_memory=max_memory,
             )
         shape = self._check_input(array)
         if isinstance(array, np.ndarray) or not hasattr(array, "shape"):
@@ -346,58 +350,35 @@ class RestorationModel:
             check_finite(array, "image")
         if int(batch_size) < 1:
             raise InputError(f"batch_size: must be >= 1, got {batch_size}")
-        dev = resolve_device(device)
-        self.net.to(dev).eval()
-        norms = self.normalizers(array)
-        full = tuple(slice(0, n) for n in shape)
-        tile = None if tile_shape is None else _as_tuple(tile_shape, self.ndim, "tile_shape")
-        if tile is None or all(t >= n for t, n in zip(tile, shape, strict=True)):
-            res = self._run_region(array, full, shape, norms, dev)
-            res = res if all_channels else res[0]
-            if out is None:
-                return np.ascontiguousarray(res, dtype=np.float32)
-            out[...] = res
-            return out
-        from lucyd.tiling import tiled_apply
-
-        ov = (
-            self.default_overlap
-            if overlap is None
-            else _as_tuple(overlap, self.ndim, "overlap", allow_zero=True)
+        tile = self.tile_shape_for(shape, tile_shape, max_memory)
+        plan = plan_for_model(self, shape, tile, chunks=_spatial_chunks(out, len(shape)))
+        task = NetworkTask.for_model(self, array, device=device, all_channels=all_channels)
+        result = run_tiles(
+            plan,
+            task,
+            array,
+            out,
+            executor=cluster,
+            channels=self.output_channels if all_channels else None,
+            progress=progress,
+            desc=f"predict {self.name}",
+            max_memory=_bytes(max_memory),
         )
-        recorder = _RecordingSource(shape)
-        n_out = 1
-        channels = []
-        c = 0
-        while c < n_out:
+        return result if out is not None else np.ascontiguousarray(result, dtype=np.float32)
 
-            def fn(block, _c=c):
-                nonlocal n_out
-                res = self._run_region(array, recorder.last, shape, norms, dev)
-                n_out = res.shape[0] if all_channels else 1
-                return res[_c]
 
-            target = out if (out is not None and not all_channels) else None
-            channels.append(
-                tiled_apply(
-                    fn,
-                    recorder,
-                    tile_shape=tile,
-                    overlap=ov,
-                    halo=self.halo,
-                    out=target,
-                    progress=progress,
-                    desc=f"predict {self.name}",
-                )
-            )
-            c += 1
-        if not all_channels:
-            return channels[0]
-        stacked = np.stack([np.asarray(ch) for ch in channels]).astype(np.float32)
-        if out is None:
-            return stacked
-        out[...] = stacked
-        return out
+def _bytes(max_memory):
+    from lucyd.deconv import parse_memory
+
+    return None if max_memory is None else parse_memory(max_memory)
+
+
+def _spatial_chunks(out, ndim: int):
+    """The Zarr chunks of ``out`` over its spatial axes (None when it has none)."""
+    chunks = getattr(out, "chunks", None)
+    if chunks is None or len(chunks) < ndim or not all(isinstance(c, int) for c in chunks):
+        return None
+    return tuple(chunks[-ndim:])
 
 
 def _as_tuple(value, ndim: int, name: str, allow_zero: bool = False) -> tuple[int, ...]:

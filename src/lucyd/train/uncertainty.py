@@ -8,16 +8,19 @@ Restored images and these maps must not be used for intensity quantification.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from lucyd.errors import InputError
-from lucyd.io import ImageMetadata, read_image, write_image
+from lucyd.io import ImageMetadata, open_writer, read_image
+from lucyd.tiling import StackedOutputs, run_tiles
 from lucyd.train.ensemble import Ensemble, _model_is_probabilistic, load_any
-from lucyd.train.model import default_tile_shape
+from lucyd.train.model import _bytes, default_tile_shape
 
 #: keys of the uncertainty dictionary, in the order files are written
 UNCERTAINTY_KEYS = ("total", "laplace_scale", "disagreement")
@@ -43,7 +46,8 @@ def _members(model) -> list:
 
 def predict_with_uncertainty(model, array, *, tile_shape=None, overlap=None,
                              device: str = "auto", batch_size: int = 1, progress: bool = False,
-                             require: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                             require: bool = True, cluster=None, max_memory=None
+                             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Mean restoration and per-voxel uncertainty maps of a model or an ensemble.
 
     With members ``i = 1..K`` predicting means ``μ_i`` and, when probabilistic, Laplace scales
@@ -67,9 +71,10 @@ def predict_with_uncertainty(model, array, *, tile_shape=None, overlap=None,
     model : RestorationModel, Ensemble or list of RestorationModel
         A single probabilistic model, or several models (any kind) used as an ensemble.
     array : array_like
-        (y, x) or (z, y, x) image of the models' dimensionality (held in memory).
-    tile_shape, overlap, device, batch_size, progress
-        As :meth:`lucyd.train.RestorationModel.predict`.
+        (y, x) or (z, y, x) image of the models' dimensionality: numpy, or a lazy array-like
+        (zarr, memmap) read tile by tile.
+    tile_shape, overlap, device, batch_size, progress, cluster, max_memory
+        As :meth:`lucyd.train.RestorationModel.predict` (``max_memory``: per tile of all members).
     require : bool
         Raise when no uncertainty can be computed (a single non-probabilistic model); with
         ``False`` the dictionary is then empty.
@@ -82,12 +87,42 @@ def predict_with_uncertainty(model, array, *, tile_shape=None, overlap=None,
         ``total`` always (when any uncertainty exists), ``laplace_scale`` for probabilistic
         members, ``disagreement`` for K ≥ 2; each float32 of the input's shape, ≥ 0.
 
+    Notes
+    -----
+    Every tile runs all members (:class:`lucyd.tiling.tasks.EnsembleTask`) and combines them
+    voxel by voxel, so only the maps are stored (:func:`predict_uncertainty_file` writes them
+    tile by tile, out of core); the plan takes the largest halo and the common size multiple
+    of the members.
+
     Raises
     ------
     InputError
         A single non-probabilistic model (with ``require``), wrong dimensionality, non-finite
         input.
     """
+    task, plan, arr, squeeze = ensemble_job(model, array, tile_shape=tile_shape, device=device,
+                                            require=require, max_memory=max_memory)
+    maps = run_tiles(plan, task, arr, channels=len(task.channels), executor=cluster,
+                     progress=progress, desc="predict ensemble", max_memory=_bytes(max_memory))
+    if squeeze:
+        maps = maps[:, 0]
+    named = dict(zip(task.channels, maps, strict=True))
+    mean = named.pop("mean")
+    ordered = {key: named[key] for key in UNCERTAINTY_KEYS if key in named}
+    return mean, ordered
+
+
+def ensemble_job(model, array, *, tile_shape=None, device="auto", require=True, max_memory=None,
+                 chunks=None):
+    """The tile task, plan and input of :func:`predict_with_uncertainty`.
+
+    Returns ``(task, plan, array, squeeze)``: a 2D image given to 3D models becomes a
+    single-plane volume (``squeeze`` True: drop the z axis of the result).
+    """
+    from lucyd.tiling import plan_partition
+    from lucyd.tiling.tasks import EnsembleTask, NetworkTask
+    from lucyd.validation import check_finite
+
     members = _members(model)
     k = len(members)
     flags = [_model_is_probabilistic(m) for m in members]
@@ -98,44 +133,28 @@ def predict_with_uncertainty(model, array, *, tile_shape=None, overlap=None,
         raise InputError("model: a single non-probabilistic network has no uncertainty; train "
                          "an ensemble (--ensemble K) or a probabilistic CARE "
                          "(net_kwargs probabilistic=True, loss laplace_nll)")
-    arr = array if not isinstance(array, (list, tuple)) else np.asarray(array)
-    mean = m2 = scale_sum = var_sum = None
-    for i, member in enumerate(members):
-        out = member.predict(arr, tile_shape=tile_shape, overlap=overlap, device=device,
-                             batch_size=batch_size, all_channels=True, progress=progress)
-        mu = np.asarray(out[0], dtype=np.float32)
-        if mean is None:
-            mean = np.zeros_like(mu)
-            m2 = np.zeros_like(mu)
-        # Welford's running mean and sum of squared deviations (stable in float32)
-        delta = mu - mean
-        mean += delta / np.float32(i + 1)
-        m2 += delta * (mu - mean)
-        if prob:
-            if out.shape[0] < 2:
-                raise InputError(f"model: member {i} is marked probabilistic but gives "
-                                 f"{out.shape[0]} output channel")
-            sigma = np.clip(np.asarray(out[1], dtype=np.float32), 0.0, None)
-            if scale_sum is None:
-                scale_sum = np.zeros_like(mu)
-                var_sum = np.zeros_like(mu)
-            scale_sum += sigma
-            var_sum += np.float32(2.0) * sigma * sigma
-        del out
-    unc: dict[str, np.ndarray] = {}
-    disagreement = np.sqrt(np.clip(m2 / np.float32(k), 0.0, None)) if k >= 2 else None
-    if prob:
-        unc["laplace_scale"] = (scale_sum / np.float32(k)).astype(np.float32)
-        total_var = var_sum / np.float32(k)
-        if disagreement is not None:
-            total_var = total_var + disagreement * disagreement
-        unc["total"] = np.sqrt(total_var).astype(np.float32)
-    elif disagreement is not None:
-        unc["total"] = disagreement.astype(np.float32, copy=True)
-    if disagreement is not None:
-        unc["disagreement"] = disagreement.astype(np.float32)
-    ordered = {key: unc[key] for key in UNCERTAINTY_KEYS if key in unc}
-    return mean.astype(np.float32, copy=False), ordered
+    arr = array if hasattr(array, "shape") else np.asarray(array)
+    first = members[0]
+    squeeze = first.ndim == 3 and len(arr.shape) == 2
+    if squeeze:
+        arr = np.asarray(arr)[None]
+        tile_shape = None if tile_shape is None else (1, *np.broadcast_to(tile_shape, 2))
+    if isinstance(arr, np.ndarray):
+        if arr.dtype.kind not in "biuf" or arr.dtype == bool:
+            raise InputError(f"image: expected a numeric array, got dtype {arr.dtype}")
+        check_finite(arr, "image")
+    shape = first._check_input(arr)
+    for m in members:
+        m.warn_if_incomplete()
+    task = EnsembleTask(
+        tuple(NetworkTask.for_model(m, arr, device=device, all_channels=True) for m in members),
+        prob,
+    )
+    tile = first.tile_shape_for(shape, tile_shape, max_memory, members=k)
+    halo = tuple(max(h) for h in zip(*(m.halo for m in members), strict=True))
+    multiple = math.lcm(*(m.size_multiple for m in members))
+    plan = plan_partition(shape, tile, halo, multiple=multiple, chunks=chunks)
+    return task, plan, arr, squeeze
 
 
 def uncertainty_paths(output_path: str | Path, keys: Sequence[str] = UNCERTAINTY_KEYS
@@ -157,14 +176,16 @@ def uncertainty_paths(output_path: str | Path, keys: Sequence[str] = UNCERTAINTY
 def predict_uncertainty_file(model, input_path: str | Path, output_path: str | Path, *,
                              uncertainty: bool = True, tile_shape=None, overlap=None,
                              device: str = "auto", batch_size: int = 1,
-                             progress: bool = True) -> dict[str, Path]:
+                             progress: bool = True, cluster=None, max_memory=None
+                             ) -> dict[str, Path]:
     """Restore an image file with a model or ensemble and write the uncertainty maps beside it.
 
     Writes ``output_path`` (the mean restoration) and, with ``uncertainty``, one file per map of
     :func:`predict_with_uncertainty` named by :func:`uncertainty_paths`
     (``OUTPUT_uncertainty.EXT`` = ``total``, ``OUTPUT_laplace_scale.EXT``,
-    ``OUTPUT_disagreement.EXT``), all float32 with the input's voxel size, atomically. The image
-    is held in memory (use :func:`lucyd.train.predict_file` for out-of-core single models).
+    ``OUTPUT_disagreement.EXT``), all float32 with the input's voxel size, atomically. The input
+    is read and every map written tile by tile (out of core): each tile runs all members and
+    combines them.
 
     Parameters
     ----------
@@ -172,36 +193,39 @@ def predict_uncertainty_file(model, input_path: str | Path, output_path: str | P
     input_path, output_path : str or Path
     uncertainty : bool
         Write the uncertainty maps (else only the mean restoration).
-    tile_shape, overlap, device, batch_size, progress
-        As :meth:`lucyd.train.RestorationModel.predict`.
+    tile_shape, overlap, device, batch_size, progress, cluster, max_memory
+        As :meth:`lucyd.train.RestorationModel.predict`; default tiles about 64×256×256.
 
     Returns
     -------
     dict of str to Path
         ``{"restoration": output_path, "total": ..., ...}`` of the files written.
     """
-
     if isinstance(model, (str, Path)):
         model = load_any(model)
-    image, meta = read_image(input_path)
-    image = np.asarray(image)
-    if image.ndim != getattr(model, "ndim", image.ndim):
-        raise InputError(f"{input_path}: the model restores {model.ndim}D images but the input is "
-                         f"{image.ndim}D with shape {image.shape}")
-    if tile_shape is None:
-
-        tile_shape = default_tile_shape(image.shape, getattr(model, "size_multiple", 1))
-    mean, unc = predict_with_uncertainty(model, image, tile_shape=tile_shape, overlap=overlap,
-                                         device=device, batch_size=batch_size,
-                                         progress=progress, require=uncertainty)
-    out_meta = ImageMetadata(meta.axes, meta.voxel_size, {})
-    written = {"restoration": Path(output_path)}
-    write_image(output_path, mean, out_meta)
+    source, meta = read_image(input_path, lazy=True)
+    ndim = getattr(model, "ndim", len(source.shape))
+    if len(source.shape) != ndim:
+        raise InputError(f"{input_path}: the model restores {ndim}D images but the input is "
+                         f"{len(source.shape)}D with shape {tuple(source.shape)}")
+    if tile_shape is None and max_memory is None:
+        tile_shape = default_tile_shape(source.shape, getattr(model, "size_multiple", 1))
+    task, plan, arr, _ = ensemble_job(model, source, tile_shape=tile_shape, device=device,
+                                      require=uncertainty, max_memory=max_memory)
+    paths = {"mean": Path(output_path)}
     if uncertainty:
-        paths = uncertainty_paths(output_path, list(unc))
-        for key, arr in unc.items():
-            write_image(paths[key], arr, out_meta)
-            written[key] = paths[key]
+        paths.update(uncertainty_paths(output_path, [c for c in task.channels if c != "mean"]))
+    out_meta = ImageMetadata(meta.axes, meta.voxel_size, {})
+    with ExitStack() as stack:
+        writers = [
+            stack.enter_context(open_writer(paths[name], plan.shape, np.float32, out_meta))
+            if name in paths else None
+            for name in task.channels
+        ]
+        run_tiles(plan, task, arr, StackedOutputs(writers, plan.shape), executor=cluster,
+                  progress=progress, desc="predict ensemble", max_memory=_bytes(max_memory))
+    written = {"restoration": paths.pop("mean")}
+    written.update(paths)
     return written
 
 

@@ -18,6 +18,8 @@ def predict_volumes_file(
     batch_size: int = 1,
     progress: Any = True,
     cancel: Any = None,
+    cluster: Any = None,
+    max_memory: Any = None,
 ) -> Path:
     """Restore every (t, c) volume of an image file with a trained model into one file.
 
@@ -40,6 +42,8 @@ def predict_volumes_file(
         Progress over volumes.
     cancel : threading.Event or callable, optional
         Stops at the next volume.
+    cluster, max_memory
+        As :meth:`RestorationModel.predict`, for each volume.
 
     Returns
     -------
@@ -61,7 +65,8 @@ def predict_volumes_file(
     def predict_volume(volume, where):
         model._check_input(volume, name=f"{input_path} ({where.label})")
         return model.predict(volume, tile_shape=tiles, overlap=overlap, device=device,
-                             batch_size=batch_size, progress=False)
+                             batch_size=batch_size, progress=False, cluster=cluster,
+                             max_memory=max_memory)
 
     map_volumes(predict_volume, source, meta, output_path,
                 output_metadata=dataclasses.replace(meta, extra={}), progress=progress,
