@@ -173,7 +173,7 @@ class DaskExecutor:
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})) or int(workers))
 
     def imap_unordered(self, task, jobs):
-        from distributed import wait
+        from distributed import wait  # optional extra (lucyd[cluster])
 
         # the task (PSF, model, parameters) travels once to every worker: a replica on each,
         # so a worker that dies takes none of it away

@@ -39,8 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from lucyd.errors import InputError
+from lucyd.io.api import _resolve_metadata
+from lucyd.io.atomic import commit
+from lucyd.io.omezarr import create_omezarr
 from lucyd.progress import JobProgress
 from lucyd.tiling.engine import Tile, _as_tuple
+from lucyd.tiling.executors import get_executor
 
 #: zarr attribute under which finished tiles are recorded
 RECORD_KEY = "lucyd_tiles"
@@ -250,8 +254,6 @@ def run_tiles(
     array-like
         ``out``.
     """
-    from lucyd.tiling.executors import get_executor
-
     if tuple(int(n) for n in source.shape) != plan.shape:
         raise InputError(f"source: shape {tuple(source.shape)} differs from the plan's {plan.shape}")
     if out is None:
@@ -336,9 +338,6 @@ def open_resumable_zarr(
     """
     import zarr
 
-    from lucyd.io.atomic import commit
-    from lucyd.io.omezarr import create_omezarr
-
     path = Path(path)
     tmp = partial_path(path)
     shape = tuple(int(n) for n in shape)
@@ -356,8 +355,6 @@ def open_resumable_zarr(
         except Exception:  # an unreadable leftover: start again
             array = None
     if array is None:
-        from lucyd.io.api import _resolve_metadata
-
         meta = _resolve_metadata(shape, metadata, "shape")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         array = create_omezarr(tmp, shape, dtype, meta, chunks)

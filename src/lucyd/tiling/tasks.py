@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lucyd.device import resolve_device
+from lucyd.errors import InputError
 from lucyd.normalization import Normalizer
+from lucyd.tiling.engine import tile_shape_for_budget
 from lucyd.tiling.runner import TilePlan, plan_partition
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -38,7 +41,7 @@ def _load(model_dir: str, weights: str):
     if key not in _MODELS:
         import warnings
 
-        from lucyd.train.model import IncompleteModelWarning, load_model
+        from lucyd.train.model import IncompleteModelWarning, load_model  # train.model imports tiling: a cycle
 
         with warnings.catch_warnings():  # said once by the caller, not once per worker
             warnings.simplefilter("ignore", IncompleteModelWarning)
@@ -54,8 +57,6 @@ def worker_device(device: str):
     ``--cluster local:G`` runs one worker per GPU. Workers started by ``dask cuda worker``
     (dask-cuda) see one GPU each through ``CUDA_VISIBLE_DEVICES`` and use ``cuda:0``.
     """
-    from lucyd.device import resolve_device
-
     dev = resolve_device(device)
     if dev.type != "cuda" or dev.index is not None:
         return dev
@@ -65,7 +66,7 @@ def worker_device(device: str):
     if count < 2:
         return dev
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # optional extra (lucyd[cluster])
 
         name = get_worker().name
     except (ImportError, ValueError):  # not inside a dask worker
@@ -220,8 +221,6 @@ class EnsembleTask:
         return repr((self.probabilistic, [m.fingerprint() for m in self.members]))
 
     def __call__(self, block: np.ndarray, tile=None) -> np.ndarray:
-        from lucyd.errors import InputError
-
         outputs = []
         for i, member in enumerate(self.members):
             out = member(block, tile)
@@ -278,9 +277,6 @@ def tile_shape_for_network(model, shape: Sequence[int], budget: float, members: 
     :data:`IO_BYTES_PER_VOXEL` per voxel (``members`` outputs kept for an ensemble), on the
     network's size multiple.
     """
-    from lucyd.errors import InputError
-    from lucyd.tiling.engine import tile_shape_for_budget
-
     per_voxel = ACTIVATION_SAFETY * activation_bytes_per_voxel(
         model.net, model.ndim, model.size_multiple
     ) + IO_BYTES_PER_VOXEL * max(1, members)

@@ -40,9 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from lucyd.deconv.config import parse_memory
 from lucyd.errors import InputError
+from lucyd.nets.layers import receptive_field_probe
 from lucyd.normalization import Normalizer, percentile_range
 from lucyd.train.card import ModelCard
+from lucyd.validation import check_finite
 
 
 class IncompleteModelWarning(UserWarning):
@@ -70,8 +73,6 @@ def receptive_radius(net: nn.Module, ndim: int) -> tuple[int, ...]:
     if extent is not None and not callable(extent):
         ext = (int(extent),) * ndim if np.isscalar(extent) else tuple(int(v) for v in extent)
         return tuple(int(math.ceil((e - 1) / 2)) for e in ext)
-    from lucyd.nets.layers import receptive_field_probe
-
     size = 48 if ndim == 3 else 128
     m = int(getattr(net, "size_multiple", 1))
     size = int(math.ceil(size / m) * m)
@@ -331,9 +332,8 @@ class RestorationModel:
         single-plane volume (with a warning). (Li et al. 2022 normalise per block and re-multiply
         by the block's maximum instead; global normalisation keeps tiles consistent.)
         """
-        from lucyd.tiling import run_tiles
+        from lucyd.tiling import run_tiles  # tiling.tasks imports this module: a cycle
         from lucyd.tiling.tasks import NetworkTask, plan_for_model
-        from lucyd.validation import check_finite
 
         self.warn_if_incomplete()
         if self.ndim == 3 and len(getattr(array, "shape", np.shape(array))) == 2:
@@ -368,8 +368,6 @@ class RestorationModel:
 
 
 def _bytes(max_memory):
-    from lucyd.deconv import parse_memory
-
     return None if max_memory is None else parse_memory(max_memory)
 
 
