@@ -223,3 +223,26 @@ def test_cli_deconvolve_wb_alpha_auto(tmp_path, one_thread):
     bad = CliRunner().invoke(app, ["deconvolve", str(img), "--psf", str(psf), "-o", str(tmp_path / "x.tif"),
                                    "--wb-alpha", "often"])
     assert bad.exit_code == 2 and "--wb-alpha" in bad.output
+
+
+def test_restore_prediction_on_a_local_cluster_equals_serial(tmp_path, one_thread, monkeypatch):
+    """`restore(..., cluster="local:2", max_memory=…)`: the network's prediction runs in tiles on two
+    dask worker processes and gives the serial tiled result bit for bit (the cached model is reused)."""
+    import lucyd.tiling
+
+    tile_counts = []
+    run_tiles = lucyd.tiling.run_tiles
+    monkeypatch.setattr(lucyd.tiling, "run_tiles",
+                        lambda plan, *a, **k: tile_counts.append(len(plan.tiles)) or run_tiles(plan, *a, **k))
+    obj = phantom("nuclei", (96, 96), seed=2, background=5.0)
+    raw = camera_noise(convolve(obj, PSF2, boundary="linear"), photons=3.0, gain=2.0, offset=100.0,
+                       read_noise=1.0, seed=4)
+    cfg = RestoreConfig(steps=4, n_train=3, cache_dir=str(tmp_path), threads=1, method="network")
+    budget = "6MB"
+    serial = restore(raw, PSF2, config=cfg, progress=False, max_memory=budget)
+    tiles = serial.record["model"]
+    dask = restore(raw, PSF2, config=cfg, progress=False, max_memory=budget, cluster="local:2")
+    assert dask.record["model"]["reused"] is True and tiles["reused"] is False
+    np.testing.assert_array_equal(dask.image, serial.image)
+    np.testing.assert_array_equal(dask.candidates["network"], serial.candidates["network"])
+    assert max(tile_counts) > 1  # the budget did split the prediction into tiles
