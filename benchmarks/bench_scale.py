@@ -139,6 +139,51 @@ def accuracy(args) -> None:
     (RESULTS / "scale.json").write_text(json.dumps(dict(shape=shape, budget=budget, rows=rows), indent=1))
 
 
+def throughput(args) -> None:
+    """Blocked against whole-image throughput at large blocks (issue 13: at least 0.8×).
+
+    One volume, 15³ Gaussian PSF, RL with the flipped back projector; the whole-image job, then
+    blocked jobs whose budget is a fraction of the whole job's estimated peak (so the blocks are
+    large). Throughput in voxels per CPU second of this process (one thread), so the figure does
+    not depend on the machine's load; each run is repeated and the best kept.
+    """
+    import torch
+
+    from lucyd.deconv import deconvolve, estimate_memory
+    from lucyd.synth import phantom
+
+    torch.set_num_threads(1)
+    shape = tuple(int(v) for v in args.shape.split(","))
+    rng = np.random.default_rng(0)
+    x = phantom("tubules", shape, seed=0).astype(np.float32)
+    x = x / x.max() * 100 + 5
+    psf = gaussian_psf((15, 15, 15), (2.5, 2.0, 2.0))
+    from scipy.signal import fftconvolve
+
+    y = rng.poisson(fftconvolve(x, psf, "same").clip(0)).astype(np.float32)
+    need = estimate_memory(shape, psf.shape, symmetric_psf=True)
+    voxels = float(np.prod(shape))
+
+    def best_cpu(**extra) -> float:
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.process_time()
+            deconvolve(y, psf, iterations=args.iterations, device="cpu", progress=False, **extra)
+            times.append(time.process_time() - t0)
+        return min(times)
+
+    whole = best_cpu()
+    print(f"shape {shape}, PSF 15³, {args.iterations} iterations, 1 thread, whole-image job peak "
+          f"{need / 1e6:.0f} MB (model), load {args.load:.1f}")
+    print(f"| run | budget | CPU s (best of {args.repeats}) | voxels per CPU s | × whole |")
+    print("|---|---|---|---|---|")
+    print(f"| whole image | – | {whole:.2f} | {voxels * args.iterations / whole:.3g} | 1.00 |")
+    for fraction in (0.5, 0.25):
+        cpu = best_cpu(max_memory=int(need * fraction))
+        print(f"| blocked | {fraction:g} × the whole job ({need * fraction / 1e6:.0f} MB) | {cpu:.2f} | "
+              f"{voxels * args.iterations / cpu:.3g} | {whole / cpu:.2f} |")
+
+
 # ---------------------------------------------------------------------------- volumes
 def volume_path(scratch: Path, gb: float) -> Path:
     return scratch / f"volume_{gb:g}GB.ome.zarr"
@@ -376,6 +421,10 @@ def main() -> None:
     a.add_argument("--quick", action="store_true")
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--iterations", type=int, default=10)
+    t = sub.add_parser("throughput")
+    t.add_argument("--shape", default="64,512,512")
+    t.add_argument("--iterations", type=int, default=10)
+    t.add_argument("--repeats", type=int, default=2)
     m = sub.add_parser("make")
     m.add_argument("--gb", type=float)
     m.add_argument("--model", action="store_true")
@@ -391,7 +440,8 @@ def main() -> None:
         p.add_argument("--scratch", default="/work/scratch/scale")
     args = ap.parse_args()
     args.load = os.getloadavg()[0]
-    {"accuracy": accuracy, "make": make_volume, "run": run_job, "table": table}[args.what](args)
+    jobs = {"accuracy": accuracy, "throughput": throughput, "make": make_volume, "run": run_job, "table": table}
+    jobs[args.what](args)
 
 
 if __name__ == "__main__":
