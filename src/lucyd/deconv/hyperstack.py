@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lucyd.deconv.api import deconvolve
+from lucyd.deconv.config import job_config
 from lucyd.errors import InputError
+from lucyd.io import read_hyperstack
+from lucyd.io.hyperstack import channel_count, map_volumes
+from lucyd.io.outputs import check_output_path
+from lucyd.psf.channels import channel_psfs
 
 
 def deconvolve_volumes_file(
@@ -76,13 +82,6 @@ def deconvolve_volumes_file(
         PSF or wavelength count other than the channel count, both or neither of PSFs and
         optics, an output over an input — all before any deconvolution.
     """
-    from lucyd.deconv.api import deconvolve
-    from lucyd.deconv.config import job_config
-    from lucyd.io import read_hyperstack
-    from lucyd.io.hyperstack import channel_count, map_volumes
-    from lucyd.io.outputs import check_output_path
-    from lucyd.psf.channels import channel_psfs
-
     input_path, output_path = Path(input_path), Path(output_path)
     image, meta = read_hyperstack(input_path, lazy=True)
     shape = tuple(int(n) for n in image.shape)

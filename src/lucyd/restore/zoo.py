@@ -45,10 +45,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lucyd.errors import FileFormatError, InputError
+from lucyd.forward.noise_estimate import NoiseModel
+from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
-from lucyd.restore.canonical import CANONICAL_FWHM_PX, canonical_psf, canonical_zoom, psf_distance, resample
+from lucyd.metrics import evaluate
+from lucyd.metrics.fidelity import calibrate_flux
+from lucyd.psf.models import born_wolf
+from lucyd.restore.calibration import Calibration, image_phantom
+from lucyd.restore.canonical import (
+    CANONICAL_FWHM_PX,
+    canonical_psf,
+    canonical_zoom,
+    psf_distance,
+    psf_fwhm_px,
+    resample,
+)
+from lucyd.restore.pipeline import discrepancy_rl
+from lucyd.train import TrainConfig, load_model, train
 
 #: folder of the shipped zoo models (package data)
 ZOO_DIR = Path(__file__).parent / "models"
@@ -135,8 +151,6 @@ def sample_optics(rng: np.random.Generator, spec: ZooSpec) -> dict:
 
 def family_psf(optics: dict, ndim: int) -> np.ndarray:
     """The native-grid PSF of one family member (:func:`sample_optics`), sum 1, odd size, peak centred."""
-    from lucyd.psf.models import born_wolf
-
     lat, ax = optics["lateral_fwhm_px"], optics["axial_fwhm_px"]
     half = [int(math.ceil(3 * ax))] if ndim == 3 else []
     half += [int(math.ceil(3 * lat))] * 2
@@ -155,9 +169,6 @@ def family_psf(optics: dict, ndim: int) -> np.ndarray:
 
 
 def _calibration(peak_e: float, read_noise_e: float, background_e: float, foreground: float):
-    from lucyd.forward.noise_estimate import NoiseModel
-    from lucyd.restore.calibration import Calibration
-
     noise = NoiseModel(dark_level=0.0, gain=1.0, read_noise_e=read_noise_e, background_e=background_e,
                        peak_e=peak_e, slope_r2=1.0, shot_noise_limited=True)
     return Calibration(noise=noise, foreground_fraction=foreground)
@@ -173,9 +184,6 @@ def zoo_pairs(spec: ZooSpec, *, n: int, seed: int):
     imaged by :func:`lucyd.restore.calibration.calibrated_pairs` (the same imaging as
     per-specimen training).
     """
-    from lucyd.restore.calibration import image_phantom
-    from lucyd.restore.pipeline import discrepancy_rl
-
     rng = np.random.default_rng(seed)
     for i in range(n):
         optics = sample_optics(rng, spec)
@@ -202,8 +210,6 @@ def zoo_pairs(spec: ZooSpec, *, n: int, seed: int):
 
 
 def _train_config(spec: ZooSpec):
-    from lucyd.train import TrainConfig
-
     return TrainConfig(
         model="care", net_kwargs={"first_filters": spec.first_filters, "depth": spec.depth, "kernel_size": 3},
         ndim=spec.ndim, patch=spec.patch, batch=spec.batch, steps=spec.steps, lr=1e-3, schedule="exp", lr_decay=0.5,
@@ -238,8 +244,6 @@ def make_training_data(spec: ZooSpec, data_dir: Path) -> None:
     Skipped when ``data_dir/pairs.json`` exists (a finished set); pairs are deterministic in
     ``spec.seed``.
     """
-    from lucyd.io import write_image
-
     if (data_dir / "pairs.json").is_file():
         return
     infos = []
@@ -267,17 +271,11 @@ def zoo_refine(rl_e: np.ndarray, psf: np.ndarray, model, *, device: str = "cpu",
 
 def load_zoo_model(folder: str | Path):
     """The network of zoo model ``folder`` (:func:`lucyd.train.load_model` on ``folder/model``)."""
-    from lucyd.train import load_model
-
     return load_model(Path(folder) / "model")
 
 
 def _validate(spec: ZooSpec, model_dir: Path) -> list[dict]:
     """The validation table: zoo vs discrepancy RL on fresh pairs (a seed never trained on), native grid."""
-    from lucyd.metrics import evaluate
-    from lucyd.metrics.fidelity import calibrate_flux
-    from lucyd.train import load_model
-
     model = load_model(model_dir)
     rows = []
     for name, nat, _ in zoo_pairs(spec, n=spec.n_validation, seed=spec.seed + 1_000_003):
@@ -315,8 +313,6 @@ def build_zoo_model(name: str, work: str | Path, *, out_dir: str | Path | None =
     kill resumes the training from its last checkpoint (identical result). The installed folder
     (default ``ZOO_DIR/name``) gets the network files, ``family.npz`` and ``zoo.json``.
     """
-    from lucyd.train import train
-
     if name not in ZOO_SPECS:
         raise InputError(f"zoo: unknown model {name!r}; choose one of {', '.join(ZOO_SPECS)}")
     spec = ZOO_SPECS[name]
@@ -392,8 +388,6 @@ def match_zoo(psf: np.ndarray, calibration, *, zoo_dir: str | Path | None = None
     level and read noise lie in the training ranges (± :data:`RANGE_MARGIN`). Each refusal
     names every failed condition. Fitting models are sorted by PSF distance.
     """
-    from lucyd.restore.canonical import psf_fwhm_px
-
     p = np.asarray(psf, np.float32)
     widths = psf_fwhm_px(p)
     canon = None
@@ -440,7 +434,6 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--work", required=True, help="folder for data and the training run (resumable)")
     b.add_argument("--out", default=None, help="install folder (default: the package's zoo)")
     args = ap.parse_args(argv)
-    import torch
 
     torch.set_num_threads(1)
     print(build_zoo_model(args.name, args.work, out_dir=args.out))

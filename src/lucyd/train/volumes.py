@@ -6,6 +6,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from lucyd.io import read_hyperstack
+from lucyd.io.hyperstack import map_volumes
+from lucyd.train.loading import load_model
+from lucyd.train.model import RestorationModel, default_tile_shape
+
 
 def predict_volumes_file(
     model: Any,
@@ -50,11 +55,6 @@ def predict_volumes_file(
     Path
         ``output_path``.
     """
-    from lucyd.io import read_hyperstack
-    from lucyd.io.hyperstack import map_volumes
-    from lucyd.train.loading import load_model
-    from lucyd.train.model import RestorationModel, default_tile_shape
-
     if not isinstance(model, RestorationModel):
         model = load_model(model)
     source, meta = read_hyperstack(input_path, lazy=True)

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lucyd.errors import InputError, LucydError
+from lucyd.nets import get_spec
 
 #: license of the exported weights unless another SPDX identifier is given
 DEFAULT_LICENSE = "CC-BY-4.0"
@@ -44,7 +46,7 @@ _EXTRA_HINT = "install the bioimage.io extra: pip install 'lucyd[bioimageio]'"
 def require_bioimageio(what: str = "this"):
     """Import ``bioimageio.spec`` or raise a one-line :class:`InputError` saying how to get it."""
     try:
-        import bioimageio.spec as spec
+        import bioimageio.spec as spec  # optional extra (lucyd[bioimageio])
     except ImportError:
         raise InputError(f"{what} needs bioimageio.spec; {_EXTRA_HINT}") from None
     return spec
@@ -192,8 +194,6 @@ def scripted(net, example, shapes: Sequence[tuple[int, ...]]):
     LucydError
         The script disagrees with the network on one of the shapes.
     """
-    import torch
-
     net = net.eval()
     with torch.inference_mode(False), torch.no_grad():
         try:
@@ -226,7 +226,7 @@ def write_cover(path: Path, test_input: np.ndarray, test_output: np.ndarray) -> 
 
     Each half is scaled by its own 0.5 / 99.8 percentiles (display only).
     """
-    from matplotlib import image as mpimg
+    from matplotlib import image as mpimg  # matplotlib: slow to import, only for the cover
 
     def plane(a: np.ndarray) -> np.ndarray:
         a = np.asarray(a, np.float32)
@@ -306,7 +306,7 @@ Restored images must not be used for intensity quantification such as fluorophor
 
 def check_license(license: str) -> str:
     """``license`` when bioimage.io knows it as an SPDX identifier, else a one-line InputError."""
-    from bioimageio.spec.model import v0_5 as bio
+    from bioimageio.spec.model import v0_5 as bio  # optional extra (lucyd[bioimageio])
     from pydantic import ValidationError
 
     try:
@@ -324,8 +324,6 @@ def citations(card, cite) -> list[dict]:
     if cite:
         out = [{"text": str(t), "doi": str(d)} for t, d in cite]
     else:
-        from lucyd.nets import get_spec
-
         spec = get_spec(card.network.name)
         if not spec.doi:
             raise InputError(

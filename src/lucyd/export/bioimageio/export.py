@@ -33,12 +33,15 @@ run. What the package says, and why:
 from __future__ import annotations
 
 import getpass
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import tifffile
+import torch
 
 from lucyd.errors import InputError
 from lucyd.export.bioimageio.contents import (  # noqa: F401 (public names, re-exported)
@@ -64,11 +67,13 @@ from lucyd.export.bioimageio.contents import (  # noqa: F401 (public names, re-e
     tensor_test_shape,
     write_cover,
 )
+from lucyd.io import read_image
+from lucyd.io.atomic import atomic_path
+from lucyd.io.outputs import check_output_path
+from lucyd.train import load_model
 
 
 def _name(card, model_dir: Path, name: str | None) -> str:
-    import re
-
     if name is None:
         name = f"lucyd {card.network.name.upper()} {card.network.ndim}D {model_dir.name}"
     clean = re.sub(r"[^A-Za-z0-9_+\- ()]", "-", name).strip()
@@ -132,10 +137,6 @@ def export_bioimageio(
     percentiles. ``lucyd predict PACKAGE.zip`` restores in the input's units.
     """
     require_bioimageio("bioimage.io export")
-    from lucyd.io import read_image
-    from lucyd.io.atomic import atomic_path
-    from lucyd.io.outputs import check_output_path
-    from lucyd.train import load_model
 
     model_dir = Path(model_dir)
     output = Path(output)
@@ -173,14 +174,12 @@ def export_bioimageio(
     with tempfile.TemporaryDirectory(prefix="lucyd-bioimageio-") as tmp:
         tmp = Path(tmp)
         files = {k: tmp / v for k, v in FILES.items()}
-        import torch
 
         torch.save(state, files["state_dict"])
         shapes = [x.shape[2:], min_shape]
         torch.jit.save(scripted(model.net.cpu(), x, shapes), files["torchscript"])
         np.save(files["test_input"], x)
         np.save(files["test_output"], y)
-        import tifffile
 
         tifffile.imwrite(files["sample_input"], x[0, 0])
         tifffile.imwrite(files["sample_output"], y[0, 0] if y.shape[1] == 1 else y[0])
@@ -202,7 +201,7 @@ def export_bioimageio(
             min_shape=min_shape, step=step, halo=halo, ratio=ratio,
             n_channels=int(y.shape[1]),
         )
-        from bioimageio.spec import save_bioimageio_package
+        from bioimageio.spec import save_bioimageio_package  # optional extra (lucyd[bioimageio])
 
         with atomic_path(output) as part:
             save_bioimageio_package(descr, output_path=part)
@@ -214,8 +213,7 @@ def build_description(
     min_shape, step, halo, ratio, n_channels,
 ):
     """The :class:`bioimageio.spec.model.v0_5.ModelDescr` of an exported model (validated)."""
-    import torch
-    from bioimageio.spec.model import v0_5 as bio
+    from bioimageio.spec.model import v0_5 as bio  # optional extra (lucyd[bioimageio])
     from pydantic import ValidationError
 
     ndim = card.network.ndim

@@ -15,7 +15,12 @@ import json
 import zipfile
 from pathlib import Path, PurePosixPath
 
+import torch
+import yaml
+
 from lucyd.errors import FileFormatError
+from lucyd.train.card import ModelCard
+from lucyd.train.loading import model_from_weights
 
 #: file names of a bioimage.io resource description (the first one found is used)
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
@@ -60,7 +65,6 @@ class PackageFiles:
         self.rdf = self._parse_rdf(self.read(rdf))
 
     def _parse_rdf(self, text: bytes) -> dict:
-        import yaml
 
         try:
             rdf = yaml.safe_load(text)
@@ -133,11 +137,6 @@ def load_lucyd_package(path: str | Path, *, fuse_batch_norm: bool = True):
     FileFormatError
         Not a bioimage.io package, not one written by lucyd, missing or corrupt files.
     """
-    import torch
-
-    from lucyd.train.card import ModelCard
-    from lucyd.train.loading import model_from_weights
-
     with PackageFiles(path) as files:
         entry = lucyd_entry(files.rdf)
         if entry is None:

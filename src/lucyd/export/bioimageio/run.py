@@ -16,13 +16,18 @@ input axes' ``scale`` when a package resamples).
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from lucyd.errors import FileFormatError, InputError, LucydError
+from lucyd.errors import FileFormatError, InputError, LucydError, LucydWarning
 from lucyd.export.bioimageio.export import require_bioimageio
 from lucyd.export.bioimageio.package import PackageFiles, load_lucyd_package, lucyd_entry
+from lucyd.io import ImageMetadata, read_image, read_metadata, write_image
+from lucyd.train import predict_file
+from lucyd.validation import voxel_size_mismatch
 
 #: spatial axis ids of lucyd images, by dimensionality
 _SPATIAL = {2: ("y", "x"), 3: ("z", "y", "x")}
@@ -71,8 +76,6 @@ def predict_package_file(
     with PackageFiles(package) as files:
         ours = lucyd_entry(files.rdf) is not None
     if ours:
-        from lucyd.train import predict_file
-
         model = load_lucyd_package(package)
         _warn_voxel_mismatch(model, package, input_path)
         out = predict_file(model, input_path, output_path, tile_shape=tile_shape,
@@ -88,12 +91,6 @@ def predict_package_file(
 
 def _warn_voxel_mismatch(model, package, input_path) -> None:
     """Warn (:class:`LucydWarning`) when the image's voxel size differs from the training data's."""
-    import warnings
-
-    from lucyd.errors import LucydWarning
-    from lucyd.io import read_metadata
-    from lucyd.validation import voxel_size_mismatch
-
     mismatch = voxel_size_mismatch(
         model.voxel_size, read_metadata(input_path).voxel_size,
         expected_name=f"the model's training data ({package})",
@@ -128,15 +125,14 @@ def predict_with_bioimageio_core(
     """
     require_bioimageio("running another tool's bioimage.io package")
     try:
-        from bioimageio.core import predict
-        from bioimageio.core.tensor import Tensor
-        from bioimageio.spec.model import v0_5
+        from bioimageio.core import predict  # optional extra (lucyd[bioimageio])
+        from bioimageio.core.tensor import Tensor  # optional extra (lucyd[bioimageio])
+        from bioimageio.spec.model import v0_5  # optional extra (lucyd[bioimageio])
     except ImportError:
         raise InputError(
             "packages from other tools run through bioimageio.core; "
             "install it: pip install 'lucyd[bioimageio]'"
         ) from None
-    from lucyd.io import ImageMetadata, read_image, write_image
 
     descr = _load_description(package)
     if not isinstance(descr, v0_5.ModelDescr):
@@ -235,8 +231,6 @@ def predict_with_bioimageio_core(
 
 def _channel_path(path: Path, channel: str) -> Path:
     """``OUTPUT_<channel>.EXT`` beside ``OUTPUT.EXT`` (double suffixes such as .ome.tif kept)."""
-    import re
-
     name = path.name
     stem, dot, ext = name.partition(".")
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", channel)
@@ -245,7 +239,7 @@ def _channel_path(path: Path, channel: str) -> Path:
 
 def _load_description(package):
     """The package's description (bioimageio.spec), or a one-line :class:`FileFormatError`."""
-    from bioimageio.spec import InvalidDescr, load_model_description
+    from bioimageio.spec import InvalidDescr, load_model_description  # optional extra (lucyd[bioimageio])
 
     try:
         descr = load_model_description(str(package))
@@ -272,7 +266,7 @@ def bioimageio_test(package: str | Path, *, device: str | None = None):
     """
     require_bioimageio("bioimage.io testing")
     try:
-        from bioimageio.core import test_model
+        from bioimageio.core import test_model  # optional extra (lucyd[bioimageio])
     except ImportError:
         raise InputError("bioimage.io testing needs bioimageio.core; "
                          "install it: pip install 'lucyd[bioimageio]'") from None
