@@ -46,8 +46,10 @@ from lucyd.isotropic_pairs import (  # noqa: F401 (public names of lucyd.isotrop
     training_pairs,
 )
 from lucyd.nets import get_network
+from lucyd.normalization import Normalizer
 from lucyd.synth.degrade import upsample_axis0
-from lucyd.tiling import plan_partition, run_tiles
+from lucyd.tiling import plan_partition, run_tiles, tile_shape_for_budget
+from lucyd.tiling.tasks import ACTIVATION_SAFETY, activation_bytes_per_voxel, worker_device
 from lucyd.train import TrainConfig, load_model, train
 from lucyd.train.model import _as_tuple, _bytes
 from lucyd.validation import as_voxel_size
@@ -122,9 +124,6 @@ class IsotropicTask:
                      self.batch_size, self.views))
 
     def __call__(self, block: np.ndarray, tile=None) -> np.ndarray:
-        from lucyd.normalization import Normalizer
-        from lucyd.tiling.tasks import worker_device
-
         dev = worker_device(self.device)
         self.model.net.to(dev).eval()
         norm_in = Normalizer(self.lo, self.lo + self.scale)
@@ -141,9 +140,6 @@ class IsotropicTask:
 
 def _isotropic_tile(model, shape, budget, batch_size) -> tuple[int, ...]:
     """Largest (z, y, x) tile of the upsampled stack whose prediction fits ``budget`` bytes."""
-    from lucyd.tiling import tile_shape_for_budget
-    from lucyd.tiling.tasks import ACTIVATION_SAFETY, activation_bytes_per_voxel
-
     per_slice_voxel = ACTIVATION_SAFETY * activation_bytes_per_voxel(
         model.net, 2, model.size_multiple)
 

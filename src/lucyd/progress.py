@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -221,8 +222,6 @@ class JobProgress:
 
     def __init__(self, total: int, *, done: int = 0, desc: str = "tiles",
                  disable: bool | None = None):
-        import time
-
         self.total = int(total)
         self.done = int(done)
         self._start_done = self.done

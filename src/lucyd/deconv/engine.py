@@ -126,8 +126,6 @@ def estimate_memory(
     runtime (Python, numpy, torch: ~0.3 GB resident). Measured against ``/usr/bin/time -v``
     in ``benchmarks/results/memory.md``.
     """
-    from lucyd.forward.fft import FFTWorkspace
-
     if boundary != "circulant":  # the PSF is cropped to 2n − 1 (odd) for the padded job
         psf_shape = tuple(min(int(k), 2 * int(n) - 1) for k, n in zip(psf_shape, image_shape, strict=True))
         psf_shape = tuple(k + 1 - k % 2 for k in psf_shape)

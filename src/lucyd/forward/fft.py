@@ -83,7 +83,7 @@ def _pocketfft():
     and its half spectrum share one allocation (FFTW's padded in-place layout).
     """
     try:
-        from scipy.fft._pocketfft import pypocketfft
+        from scipy.fft._pocketfft import pypocketfft  # private: probed, with a fallback
     except ImportError:  # pragma: no cover - older or newer scipy layouts
         return None
     return pypocketfft if hasattr(pypocketfft, "r2c") and hasattr(pypocketfft, "c2r") else None

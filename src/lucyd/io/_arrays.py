@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lucyd.errors import FileFormatError
+from lucyd.errors import FileFormatError, LucydError
 
 #: axis letters that stand for a stack of planes when no Z axis is named
 #: (tifffile: I = image sequence, Q = unknown; ImageJ stacks without hyperstack info)
@@ -327,8 +327,6 @@ class GuardedReads:
         return len(self.wrapped)
 
     def __getitem__(self, key):
-        from lucyd.errors import FileFormatError, LucydError
-
         try:
             return self.wrapped[key]
         except (LucydError, IndexError, TypeError, MemoryError):

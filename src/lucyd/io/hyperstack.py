@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lucyd.errors import InputError
+from lucyd.io.api import open_writer
 from lucyd.io.metadata import ImageMetadata
 from lucyd.progress import as_reporter, reporting
 from lucyd.progress import progress as progress_bar
@@ -155,8 +156,6 @@ def map_volumes(
     InputError
         ``function`` returned a volume of another shape.
     """
-    from lucyd.io.api import open_writer
-
     shape = tuple(int(n) for n in image.shape)
     todo = volumes(shape, metadata)
     volume_shape = shape[len(shape) - metadata.spatial_ndim:]

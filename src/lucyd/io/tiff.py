@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import tifffile
+import zarr
 
 from lucyd.errors import FileFormatError
 from lucyd.io._arrays import adapt, canonical_order, one_line, reduce_axes
@@ -379,8 +380,6 @@ def read_tiff(path: Path, lazy: bool = False, keep: str = "") -> tuple[Any, Imag
 
 
 def _lazy_tiff(path: Path, index: tuple, perm: Any = None) -> Any:
-    import zarr
-
     try:
         with _tifffile_log():  # problems were reported by open_tiff already
             if _IMREAD_HAS_RETURN_AS:

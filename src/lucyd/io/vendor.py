@@ -47,7 +47,7 @@ def open_bioimage(path: str | Path, reader: Any = None) -> Any:
     install when bioio or the format's plugin is missing."""
     path = Path(path)
     try:
-        from bioio import BioImage
+        from bioio import BioImage  # optional extra (lucyd[formats])
     except ImportError:
         raise FileFormatError(
             f"{path}: reading {path.suffix} files needs bioio: {_install_hint(path)}"

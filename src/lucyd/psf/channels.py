@@ -20,6 +20,7 @@ import numpy as np
 from lucyd.errors import InputError
 from lucyd.io import read_image
 from lucyd.io.hyperstack import per_channel
+from lucyd.psf import make_psf
 
 
 def psf_from_optics(shape: Sequence[int], voxel_size: Sequence[float], *, na: float, wavelength: float,
@@ -35,8 +36,6 @@ def psf_from_optics(shape: Sequence[int], voxel_size: Sequence[float], *, na: fl
     model : str
         A :func:`lucyd.psf.make_psf` model name.
     """
-    from lucyd.psf import make_psf
-
     if voxel_size is None:
         raise InputError("voxel_size: a PSF from --na/--wavelength needs the image's voxel size "
                          "(in the file, or --voxel-size)")

@@ -446,7 +446,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
 
     chosen, why = "rl", "method=rl"
     if zoo_fit is not None:
-        from lucyd.restore.zoo import load_zoo_model, zoo_refine
+        from lucyd.restore.zoo import load_zoo_model, zoo_refine  # zoo imports this module: a cycle
 
         model = load_zoo_model(zoo_fit.folder)
         passed = add_candidate("zoo", zoo_refine(rl, p, model, device=cfg.device, progress=progress))

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
+import multiprocessing as mp
+import os
 from collections.abc import Iterable, Iterator
 
 from lucyd.errors import InputError
@@ -91,8 +93,6 @@ class ProcessExecutor:
     """Run tasks in ``workers`` local processes (spawned; the task must pickle)."""
 
     def __init__(self, workers: int):
-        import multiprocessing as mp
-
         self.workers = int(workers)
         self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
 
@@ -144,7 +144,7 @@ class DaskExecutor:
         cluster=None,
     ):
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster  # optional extra (lucyd[cluster])
         except ImportError:  # pragma: no cover - depends on the environment
             raise InputError(
                 "cluster: dask.distributed is not installed (pip install 'lucyd[cluster]')"
@@ -251,8 +251,6 @@ def check_cluster_spec(spec) -> None:
 def slurm_options(spec: str = "slurm", environ=None) -> dict:
     """Options of a ``slurm[:key=value,...]`` spec over ``LUCYD_SLURM_<KEY>`` variables and
     :data:`SLURM_DEFAULTS` (one-line InputError for an unknown key or a bad number)."""
-    import os
-
     environ = os.environ if environ is None else environ
     opts = dict(SLURM_DEFAULTS)
     for key in SLURM_DEFAULTS:
@@ -284,7 +282,7 @@ def slurm_options(spec: str = "slurm", environ=None) -> dict:
 def _require_jobqueue():
     """The dask_jobqueue module, or a one-line InputError saying how to install it."""
     try:
-        import dask_jobqueue
+        import dask_jobqueue  # optional extra (lucyd[slurm])
     except ImportError:
         raise InputError(
             "cluster: slurm needs dask-jobqueue (pip install 'lucyd[slurm]')"

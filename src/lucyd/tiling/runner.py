@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from lucyd.errors import InputError
 from lucyd.io.api import _resolve_metadata
@@ -336,8 +337,6 @@ def open_resumable_zarr(
     afresh. On success it is renamed onto ``path`` (atomically replacing
     it); on an exception it is kept, so the next run recomputes only unfinished tiles.
     """
-    import zarr
-
     path = Path(path)
     tmp = partial_path(path)
     shape = tuple(int(n) for n in shape)

@@ -16,10 +16,12 @@ to float32 round-off, and the result does not depend on the executor (bit-identi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from lucyd.device import resolve_device
 from lucyd.errors import InputError
@@ -39,8 +41,6 @@ ACTIVATION_SAFETY = 1.25
 def _load(model_dir: str, weights: str):
     key = (model_dir, weights)
     if key not in _MODELS:
-        import warnings
-
         from lucyd.train.model import IncompleteModelWarning, load_model  # train.model imports tiling: a cycle
 
         with warnings.catch_warnings():  # said once by the caller, not once per worker
@@ -60,7 +60,6 @@ def worker_device(device: str):
     dev = resolve_device(device)
     if dev.type != "cuda" or dev.index is not None:
         return dev
-    import torch
 
     count = torch.cuda.device_count()
     if count < 2:
@@ -246,8 +245,6 @@ def activation_bytes_per_voxel(net, ndim: int, multiple: int = 1) -> float:
     On CPU the measured peak of one forward pass (RLN, 32×128×128 and 64×256×256 blocks: 517
     and 384 bytes per voxel) stays within :data:`ACTIVATION_SAFETY` times this sum (433).
     """
-    import torch
-
     side = 16 if ndim == 3 else 64
     side = int(math.ceil(side / multiple) * multiple)
     probe = (side,) * ndim

@@ -235,7 +235,7 @@ class Ensemble:
         (``tile_shape``, ``overlap``, ``device``, ``batch_size``, ``progress``).
         """
         # lazy: lucyd.train.uncertainty imports this module (a cycle)
-        from lucyd.train.uncertainty import predict_with_uncertainty
+        from lucyd.train.uncertainty import predict_with_uncertainty  # uncertainty imports this module
 
         mean, _ = predict_with_uncertainty(self, array, require=False, **kwargs)
         return mean

@@ -15,6 +15,7 @@ from lucyd.io import ImageMetadata, open_writer, read_image
 from lucyd.io.api import format_from_path
 from lucyd.nets import build_network
 from lucyd.nets.layers import optimise_for_inference
+from lucyd.tiling import open_resumable_zarr
 from lucyd.train.card import FORMAT_VERSION, MODEL_FORMAT, ModelCard, read_json_description
 from lucyd.train.config import TrainConfig
 from lucyd.train.model import RestorationModel, default_tile_shape
@@ -202,8 +203,6 @@ def predict_file(
     kwargs = dict(tile_shape=tile_shape, device=device, batch_size=batch_size, progress=progress,
                   cluster=cluster)
     if format_from_path(output_path) == "zarr":
-        from lucyd.tiling import open_resumable_zarr
-
         stat = input_path.stat()
         weights = [p.stat().st_mtime_ns for p in sorted(Path(model.path or ".").glob("*.pt"))]
         job = (f"{input_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:"

@@ -26,7 +26,7 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     import matplotlib  # lazy: training does not need matplotlib unless the plot is asked for
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import; only when a loss curve is drawn
 
     steps, losses, vsteps, vlosses = [], [], [], []
     for line in log_path.read_text().splitlines():

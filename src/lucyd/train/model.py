@@ -34,6 +34,7 @@ result bit for bit.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +125,6 @@ class RestorationModel:
     def warn_if_incomplete(self) -> None:
         """Warn (:class:`IncompleteModelWarning`, once per model) when the training did not finish."""
         if not self.complete and not self._warned:
-            import warnings
-
             self._warned = True
             warnings.warn(
                 self.card.incomplete_message(self.path), IncompleteModelWarning, stacklevel=3
@@ -230,7 +229,7 @@ class RestorationModel:
         if tile_shape is not None:
             return _as_tuple(tile_shape, self.ndim, "tile_shape")
         if max_memory is not None:
-            from lucyd.tiling.tasks import tile_shape_for_network
+            from lucyd.tiling.tasks import tile_shape_for_network  # tiling.tasks imports this module
 
             return tile_shape_for_network(self, shape, _bytes(max_memory), members)
         return shape
@@ -241,8 +240,6 @@ class RestorationModel:
         The plane is mirrored along z up to the network's size multiple (RLN: 2), restored as a
         volume, and the restored plane returned (see :meth:`predict`).
         """
-        import warnings
-
         arr = np.asarray(array)
         warnings.warn(
             f"the 3D model {self.name!r} restores the 2D image {arr.shape} as a single-plane "
@@ -333,7 +330,7 @@ class RestorationModel:
         by the block's maximum instead; global normalisation keeps tiles consistent.)
         """
         from lucyd.tiling import run_tiles  # tiling.tasks imports this module: a cycle
-        from lucyd.tiling.tasks import NetworkTask, plan_for_model
+        from lucyd.tiling.tasks import NetworkTask, plan_for_model  # (the same cycle)
 
         self.warn_if_incomplete()
         if self.ndim == 3 and len(getattr(array, "shape", np.shape(array))) == 2:

@@ -18,9 +18,11 @@ from scipy.stats import spearmanr
 
 from lucyd.errors import InputError
 from lucyd.io import ImageMetadata, open_writer, read_image
-from lucyd.tiling import StackedOutputs, run_tiles
+from lucyd.tiling import StackedOutputs, plan_partition, run_tiles
+from lucyd.tiling.tasks import EnsembleTask, NetworkTask
 from lucyd.train.ensemble import Ensemble, _model_is_probabilistic, load_any
 from lucyd.train.model import _bytes, default_tile_shape
+from lucyd.validation import check_finite
 
 #: keys of the uncertainty dictionary, in the order files are written
 UNCERTAINTY_KEYS = ("total", "laplace_scale", "disagreement")
@@ -119,10 +121,6 @@ def ensemble_job(model, array, *, tile_shape=None, device="auto", require=True, 
     Returns ``(task, plan, array, squeeze)``: a 2D image given to 3D models becomes a
     single-plane volume (``squeeze`` True: drop the z axis of the result).
     """
-    from lucyd.tiling import plan_partition
-    from lucyd.tiling.tasks import EnsembleTask, NetworkTask
-    from lucyd.validation import check_finite
-
     members = _members(model)
     k = len(members)
     flags = [_model_is_probabilistic(m) for m in members]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from lucyd.errors import InputError, LucydError
 from lucyd.nets import get_spec
@@ -307,7 +308,6 @@ Restored images must not be used for intensity quantification such as fluorophor
 def check_license(license: str) -> str:
     """``license`` when bioimage.io knows it as an SPDX identifier, else a one-line InputError."""
     from bioimageio.spec.model import v0_5 as bio  # optional extra (lucyd[bioimageio])
-    from pydantic import ValidationError
 
     try:
         bio.LicenseId(license)

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+from pydantic import ValidationError
 
 from lucyd.errors import InputError
 from lucyd.export.bioimageio.contents import (  # noqa: F401 (public names, re-exported)
@@ -214,7 +215,6 @@ def build_description(
 ):
     """The :class:`bioimageio.spec.model.v0_5.ModelDescr` of an exported model (validated)."""
     from bioimageio.spec.model import v0_5 as bio  # optional extra (lucyd[bioimageio])
-    from pydantic import ValidationError
 
     ndim = card.network.ndim
     axes_ids = SPATIAL_AXES[ndim]
