@@ -11,7 +11,9 @@ Contributions (``napari.yaml``, registered through the ``napari.manifest`` entry
 * sample data: a small synthetic widefield specimen with its PSF (:mod:`lucyd.napari.sample`).
 
 Nothing here is imported by the rest of lucyd; importing :mod:`lucyd.napari.io` or
-:mod:`lucyd.napari.sample` does not need napari.
+:mod:`lucyd.napari.sample` does not need napari. The widgets import lucyd's heavy modules (torch,
+the PSF models, training) inside the callbacks that use them, so that opening napari, which builds
+every plugin's widgets, does not pay for them (the same reason as the CLI's lazy imports).
 """
 
 from pathlib import Path
