@@ -9,6 +9,7 @@ from typing import Any
 
 from lucyd.deconv.api import deconvolve
 from lucyd.deconv.config import job_config
+from lucyd.deconv.psfprep import prepare_psf
 from lucyd.errors import InputError
 from lucyd.io import read_hyperstack
 from lucyd.io.hyperstack import channel_count, map_volumes
@@ -85,6 +86,7 @@ def deconvolve_volumes_file(
     input_path, output_path = Path(input_path), Path(output_path)
     image, meta = read_hyperstack(input_path, lazy=True)
     shape = tuple(int(n) for n in image.shape)
+    volume_shape = shape[len(shape) - meta.spatial_ndim:]
     psf_paths = [Path(p) for p in (psfs or []) if isinstance(p, (str, Path))]
     for path in psf_paths:
         if not path.exists():
@@ -99,21 +101,22 @@ def deconvolve_volumes_file(
     channels = channel_psfs(
         channel_count(shape, meta), psfs=psfs, wavelengths=wavelengths,
         file_wavelengths=meta.wavelengths, optics=optics,
-        volume_shape=shape[len(shape) - meta.spatial_ndim:], voxel_size=vs, same_psf=same_psf,
+        volume_shape=volume_shape, voxel_size=vs, same_psf=same_psf,
         image_name=str(input_path),
     )
     cfg = cfg.model_copy(update=dict(
         input=str(input_path), psf=", ".join(ch.source for ch in channels), output=str(output_path),
         voxel_size=None if vs is None else tuple(vs),
         psf_voxel_size=None if psf_voxel_size is None else tuple(psf_voxel_size)))
-    # one config per channel: only the PSF's voxel size differs
-    channel_configs = [cfg.model_copy(update=dict(
-        psf_voxel_size=cfg.psf_voxel_size or (None if ch.voxel_size is None else tuple(ch.voxel_size))))
-        for ch in channels]
+    # each channel's PSF prepared once (not once per time point), and a bad PSF refused before
+    # the first volume is written; deconvolve does not prepare a PreparedPSF again
+    prepared = [prepare_psf(ch.psf, image_shape=volume_shape, voxel_size=cfg.voxel_size,
+                            psf_voxel_size=cfg.psf_voxel_size or ch.voxel_size, centre=cfg.centre_psf,
+                            boundary=cfg.boundary, energy=cfg.psf_energy)
+                for ch in channels]
 
     def deconvolve_volume(volume, where):
-        return deconvolve(volume, channels[where.c].psf, channel_configs[where.c], progress=False,
-                          cluster=cluster)
+        return deconvolve(volume, prepared[where.c], cfg, progress=False, cluster=cluster)
 
     map_volumes(deconvolve_volume, image, meta, output_path, progress=progress, cancel=cancel,
                 desc="deconvolve (t, c) volumes")
