@@ -328,8 +328,8 @@ def _find_zoo(psf: np.ndarray, calibration: Calibration, config: RestoreConfig, 
     matches = match_zoo(psf, calibration, zoo_dir=config.zoo_dir)
     fit = next((m for m in matches if m.fits), None)
     record["zoo"] = {"matches": [m.as_dict() for m in matches], "used": None}
+    desc = json.loads((fit.folder / "zoo.json").read_text()) if fit is not None else {}
     if fit is not None and config.method == "auto":
-        desc = json.loads((fit.folder / "zoo.json").read_text())
         if not desc.get("use_in_auto", True):
             reason = desc.get("use_in_auto_reason") or (
                 "on its validation pairs it did not beat Richardson–Lucy "
@@ -344,7 +344,6 @@ def _find_zoo(psf: np.ndarray, calibration: Calibration, config: RestoreConfig, 
             raise InputError(f"method zoo: no zoo model fits this image ({why})")
         record["zoo"]["why"] = f"no zoo model fits ({why}); a model is trained for this image"
     else:
-        desc = json.loads((fit.folder / "zoo.json").read_text())
         record["zoo"]["why"] = (f"{fit.name}: PSF in canonical units within {fit.psf_distance:.3f} of its training "
                                 f"family (tolerance {desc['psf_tolerance']:g}), noise and sampling in its "
                                 "training ranges")
