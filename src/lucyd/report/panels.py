@@ -192,28 +192,19 @@ def save_panel_figure(
     panels: Mapping[str, np.ndarray],
     path: str | Path,
     *,
-    voxel_size=None,
-    title: str | None = None,
-    display_range: tuple[float, float] | None = None,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    reference: str | int | None = None,
-    views: Sequence[str] = _VIEWS,
-    z_index: int | None = None,
-    y_index: int | None = None,
-    cmap: str | Colormap = "magma",
     dpi: int = DEFAULT_DPI,
-    panel_width: float = 2.2,
-    intensity_label: str = "intensity",
-    caption: str | None = None,
-    show_caption: bool = True,
+    **figure_options,
 ) -> Path:
     """Side-by-side image panels with one shared contrast, scale bar and colourbar.
 
     One column per panel (e.g. raw / RL / WB / RLN / ground truth) in the order
     given; one row per view: 3D stacks show an ``xy`` and an ``xz`` slice, 2D
-    images one row. The figure is drawn by :func:`panel_figure`, whose docstring
-    describes every keyword, and written atomically (PNG unless ``path`` has
-    another suffix).
+    images one row. The figure is drawn by :func:`panel_figure`, which takes and
+    documents every keyword of ``figure_options`` (``voxel_size``, ``title``,
+    ``display_range``, ``percentiles``, ``reference``, ``views``, ``z_index``,
+    ``y_index``, ``cmap``, ``panel_width``, ``intensity_label``, ``caption``,
+    ``show_caption``), and written atomically at ``dpi`` (PNG unless ``path``
+    has another suffix).
 
     Returns
     -------
@@ -226,23 +217,8 @@ def save_panel_figure(
     ...     {"raw": raw, "RL": rl, "RLN": rln, "ground truth": gt},
     ...     "figure.png", voxel_size=(0.3, 0.1, 0.1), title="Synthetic nuclei")
     """
-    fig = panel_figure(
-        panels,
-        voxel_size=voxel_size,
-        title=title,
-        display_range=display_range,
-        percentiles=percentiles,
-        reference=reference,
-        views=views,
-        z_index=z_index,
-        y_index=y_index,
-        cmap=cmap,
-        dpi=dpi,
-        panel_width=panel_width,
-        intensity_label=intensity_label,
-        caption=caption,
-        show_caption=show_caption,
-    )
+    # panel_figure checks the keywords: an unknown one is a TypeError naming it
+    fig = panel_figure(panels, dpi=dpi, **figure_options)
     return save_figure(fig, path, dpi=dpi)
 
 
