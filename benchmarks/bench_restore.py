@@ -88,7 +88,7 @@ def case_data(name: str) -> dict | None:
     return {"raw": raw, "psf": psf, "gt": gt, "offset": cam["offset"]}
 
 
-def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0.5,
+def run_case(name: str, steps: int | None, cache: str, specimen_share: float | None = None,
              zoo_dir: str | None = None) -> dict | None:
     d = case_data(name)
     if d is None:
@@ -178,7 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="dapi,w2s_044_0,w2s_077_2,w2s_099_0,real_dapi,real_bead")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--specimen-share", type=float, default=0.5)
+    ap.add_argument("--specimen-share", type=float, default=None, help="default: restore's (1 in 2D, 0.5 in 3D)")
     ap.add_argument("--cache", default="/tmp/lucyd-bench-restore-cache")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--zoo-dir", default=None, help="zoo models (default: the package's)")

@@ -7,6 +7,7 @@ from scipy import ndimage
 from skimage.restoration import richardson_lucy
 
 from lucyd.forward import camera_noise, convolve
+from lucyd.forward.noise_estimate import NoiseModel
 from lucyd.metrics import evaluate
 from lucyd.metrics.fidelity import compare_fidelity, data_fidelity
 from lucyd.restore import RestoreConfig, pipeline, restore
@@ -23,6 +24,12 @@ def gaussian_psf(shape, sigma):
 
 
 PSF2 = gaussian_psf((15, 15), (2.0, 2.0))
+
+
+def _calibration() -> Calibration:
+    noise = NoiseModel(dark_level=0.0, gain=1.0, read_noise_e=1.0, background_e=1.0, peak_e=100.0, slope_r2=1.0,
+                       shot_noise_limited=True)
+    return Calibration(noise=noise, foreground_fraction=0.3)
 
 
 def _truth_and_raw(seed=1):
@@ -85,11 +92,16 @@ def test_restore_applies_it_after_the_network_and_reuses_the_model_without_it(tm
 
 def test_a_recipe_bump_invalidates_cached_models(monkeypatch):
     """Models trained by an older recipe are not reused: the recipe version is part of the cache key."""
-    from lucyd.forward.noise_estimate import NoiseModel
-
-    noise = NoiseModel(dark_level=0.0, gain=1.0, read_noise_e=1.0, background_e=1.0, peak_e=100.0, slope_r2=1.0,
-                       shot_noise_limited=True)
-    cal = Calibration(noise=noise, foreground_fraction=0.3)
+    cal = _calibration()
     key = model_key(PSF2, cal, RestoreConfig())
     monkeypatch.setattr(pipeline, "RECIPE_VERSION", pipeline.RECIPE_VERSION + 1)
     assert model_key(PSF2, cal, RestoreConfig()) != key
+
+
+def test_specimen_share_defaults_per_dimensionality_and_keys_the_cache():
+    """None means 1 in 2D and 0.5 in 3D; an explicit equal share gives the same cached model, another share not."""
+    cal = _calibration()
+    assert pipeline.specimen_share(RestoreConfig(), 2) == 1.0
+    assert pipeline.specimen_share(RestoreConfig(), 3) == 0.5
+    assert model_key(PSF2, cal, RestoreConfig()) == model_key(PSF2, cal, RestoreConfig(specimen_share=1.0))
+    assert model_key(PSF2, cal, RestoreConfig()) != model_key(PSF2, cal, RestoreConfig(specimen_share=0.5))
