@@ -173,7 +173,7 @@ def default_specimen_share(ndim: int) -> float:
 
     In 2D, on the W2S tuning fields (020, 035), training on the specimen's own re-imaged
     structure alone beat the half-phantom set by 0.1–0.2 dB after the data-consistency step
-    (and by 1.6 dB before it); in 3D the half-phantom set is the one that won on the DAPI
+    (and by 1.6–1.7 dB before it); in 3D the half-phantom set is the one that won on the DAPI
     specimen (``benchmarks/results/restore.md``).
     """
     return 1.0 if ndim == 2 else 0.5
@@ -240,6 +240,9 @@ def data_consistent_rl(start_e: np.ndarray, raw_e: np.ndarray, psf: np.ndarray, 
     -------
     estimate, info
         The estimate (photo-electrons, float32, the image's shape) and ``{"iterations", "chi2"}``.
+
+    The PSF should be odd-sized and centred (as :func:`lucyd.deconv.prepare_psf` makes it), so
+    that its flip is the adjoint of the blur.
     """
     y = np.asarray(raw_e, np.float32)
     p = np.asarray(psf, np.float32)
@@ -521,7 +524,7 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
             candidates[name], info = data_consistent_rl(candidates[name], raw_e, p, noise.read_noise_e)
             record.setdefault("data_consistency", {})[name] = {
                 **info, "rule": "Richardson–Lucy from the network's output, stopped by the discrepancy principle "
-                                "(at least one iteration)"}
+                                "(at least one iteration, at most 5)"}
         fidelity[name] = data_fidelity(candidates[name], raw_e, p, read_noise_e=noise.read_noise_e)
         worse, why = compare_fidelity(fidelity[name], fidelity["rl"], tolerance=cfg.tolerance)
         verdicts[name] = (worse, why)
