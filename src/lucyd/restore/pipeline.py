@@ -172,8 +172,8 @@ def default_specimen_share(ndim: int) -> float:
     """Share of specimen-derived training pairs: all of them in 2D, half in 3D.
 
     In 2D, on the W2S tuning fields (020, 035), training on the specimen's own re-imaged
-    structure alone beat the half-phantom set by 0.1–0.2 dB after the data-consistency step
-    (and by 1.6–1.7 dB before it); in 3D the half-phantom set is the one that won on the DAPI
+    structure alone beat the half-phantom set by 0.07 and 0.18 dB after the data-consistency
+    step; in 3D the half-phantom set is the one that won on the DAPI
     specimen (``benchmarks/results/restore.md``).
     """
     return 1.0 if ndim == 2 else 0.5
