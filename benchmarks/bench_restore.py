@@ -14,6 +14,10 @@ Held-out cases (none used to design or tune the restore recipe, which was tuned 
   the bead with its measured PSF: the physics self-check of RL-20, the calibrated RL and the
   network.
 
+Tuning / held-out split (2026-11-30, recipe 2: the data-consistency step): the step and its
+settings were chosen on ``w2s_020_1`` and ``w2s_035_1`` only (``--cases w2s_020_1,w2s_035_1``);
+``w2s_044_0``, ``w2s_077_2``, ``w2s_099_0``, ``dapi`` and ``real_bead`` are the held-out report.
+
 Each synthetic case is restored three ways: ``--method zoo`` (a pretrained zoo model, no training),
 ``--method auto`` (what a user gets) and ``--method network`` (the model trained for the image).
 
@@ -84,7 +88,7 @@ def case_data(name: str) -> dict | None:
     return {"raw": raw, "psf": psf, "gt": gt, "offset": cam["offset"]}
 
 
-def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0.5,
+def run_case(name: str, steps: int | None, cache: str, specimen_share: float | None = None,
              zoo_dir: str | None = None) -> dict | None:
     d = case_data(name)
     if d is None:
@@ -127,7 +131,12 @@ def run_case(name: str, steps: int | None, cache: str, specimen_share: float = 0
                                          **zoo_time},
         "zoo_lookup": auto.record.get("zoo"),
         "network": {**evaluate(trained.candidates["network"], d["gt"]), "steps": trained.record["model"]["steps"],
-                    "passed_check": not trained.record["physics_check"]["network_worse_than_rl"], **trained_time},
+                    "passed_check": not trained.record["physics_check"]["network_worse_than_rl"], **trained_time,
+                    "data_consistency_iterations": trained.record.get("data_consistency", {}).get(
+                        "network", {}).get("iterations")},
+        # the network's own output, before the data-consistency RL iterations (ablation)
+        "network_raw": (evaluate(trained.candidates["network_raw"], d["gt"])
+                        if "network_raw" in trained.candidates else None),
         "restore": {**evaluate(auto.image, d["gt"]), "chosen": auto.record["chosen"], "why": auto.record["why"],
                     **auto_time},
         "physics_check": {"zoo": None if zoo is None else zoo.record["physics_check"],
@@ -169,7 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="dapi,w2s_044_0,w2s_077_2,w2s_099_0,real_dapi,real_bead")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--specimen-share", type=float, default=0.5)
+    ap.add_argument("--specimen-share", type=float, default=None, help="default: restore's (1 in 2D, 0.5 in 3D)")
     ap.add_argument("--cache", default="/tmp/lucyd-bench-restore-cache")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--zoo-dir", default=None, help="zoo models (default: the package's)")

@@ -71,8 +71,9 @@ def restore_command(
     steps: int = typer.Option(None, "--steps", help="Training steps (default 600 in 3D, 1500 in 2D)."),
     photons: float = typer.Option(None, "--photons", help="Override: bright level in photo-electrons."),
     density: float = typer.Option(None, "--density", help="Override: share of voxels holding structure (0-1)."),
-    specimen_share: float = typer.Option(0.5, "--specimen-share", help="Share of training pairs re-imaged from "
-                                         "the specimen's own RL estimate (0: phantoms only)."),
+    specimen_share: float = typer.Option(None, "--specimen-share", help="Share of training pairs re-imaged from "
+                                         "the specimen's own RL estimate (0: phantoms only; default 1 in 2D, "
+                                         "0.5 in 3D)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data and the training."),
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads during training."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
