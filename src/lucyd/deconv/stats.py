@@ -29,23 +29,46 @@ def estimate_background(image, sample: int = BACKGROUND_SAMPLE) -> float:
     return float(np.percentile(ndimage.uniform_filter(arr, 3), 0.1))
 
 
+def streaming_blocks(shape, max_voxels: int, chunks=None):
+    """Slices that cover ``shape`` in raster order, each at most ``max_voxels`` (but at least
+    one chunk, or one row), made of whole ``chunks`` when given (so that a compressed store
+    decodes each chunk once: slabs thinner than its chunks would decode every chunk again for
+    each slab)."""
+    shape = tuple(int(n) for n in shape)
+    unit = [1] * len(shape) if chunks is None else [max(1, min(int(c), n)) for c, n in
+                                                     zip(chunks, shape, strict=True)]
+    if chunks is None:
+        unit[-1] = shape[-1]
+    block = list(unit)
+    # grow from the last axis: whole rows, then whole planes, then more planes
+    for d in reversed(range(len(shape))):
+        per_unit = math.prod(block) // block[d]
+        fit = max(unit[d], max_voxels // max(1, per_unit) // unit[d] * unit[d])
+        block[d] = min(shape[d], fit)
+        if block[d] < shape[d]:
+            break
+    for index in np.ndindex(*[-(-n // b) for n, b in zip(shape, block, strict=True)]):
+        yield tuple(slice(i * b, min(n, (i + 1) * b)) for i, b, n in
+                    zip(index, block, shape, strict=True))
+
+
 def image_stats_for(image, background, offset: float, floor, budget: int | None = None) -> Stats:
     """Image-wide constants (background, floor, flat start), shared by all blocks of a job.
 
     ``background`` (a number or ``"auto"``), ``floor`` (a number, ``"auto"`` or None) and
     ``offset`` as validated by :class:`~lucyd.deconv.config.DeconvConfig`.
 
-    Lazy images are streamed along the first axis in slabs of at most ``budget / 8`` bytes
-    (float32; 80 MB without a budget), so that this pass stays within a memory budget.
+    Lazy images are streamed in blocks of at most ``budget / 8`` bytes (float32; 80 MB
+    without a budget), so that this pass stays within a memory budget; the blocks of a chunked
+    store (zarr) are whole chunks, so each chunk is decompressed once.
     """
     slab_voxels = (budget // 8 if budget else 80_000_000) // 4
     if isinstance(image, np.ndarray):
         mean, vmin = float(image.mean(dtype=np.float64)), float(image.min())
-    else:  # lazy: stream along the first axis
+    else:  # lazy: stream block by block
         total, count, vmin = 0.0, 0, math.inf
-        step = max(1, int(slab_voxels // max(1, math.prod(image.shape[1:]))))
-        for z in range(0, image.shape[0], step):
-            block = np.asarray(image[z : z + step], dtype=np.float32)
+        for region in streaming_blocks(image.shape, slab_voxels, getattr(image, "chunks", None)):
+            block = np.asarray(image[region], dtype=np.float32)
             total += float(block.sum(dtype=np.float64))
             count += block.size
             vmin = min(vmin, float(block.min()))
