@@ -187,7 +187,8 @@ def block_geometry(
         blocks = 12 * math.prod(tile)
         if source_chunks is None:  # reading a block touches whole rows (memmaps, TIFF strips)
             reading = 4 * math.prod(tile[:-1]) * shape[-1]
-        else:  # a chunked store decodes the chunks the block overlaps, at most one block more
+        else:  # a chunked store (zarr, TIFF pages) decodes a few chunks at a time into the
+            # block: one more block bounds it (measured, benchmarks/results/scale.md)
             reading = 4 * math.prod(tile)
         return job + blocks + reading
 
