@@ -64,13 +64,15 @@ def test_predict_is_crop_and_stitch_on_every_executor(volume, threads_client, on
     on_dask = model.predict(volume, tile_shape=(12, 56, 40), all_channels=True, progress=False,
                             device="cpu", cluster=DaskExecutor(client=threads_client))
     np.testing.assert_array_equal(on_dask, tiled)
-    # into a chunked zarr: kept regions start on chunk boundaries where a chunk fits
+    # into a chunked zarr: kept regions start on chunk boundaries where that adds no tile
     out = zarr.create_array(store={}, shape=volume.shape, chunks=(12, 8, 40), dtype="f4")
-    free = plan_for_model(model, volume.shape, (12, 60, 40))
+    free = plan_for_model(model, volume.shape, (12, 72, 40))  # keeps 72 − 2·24 = 24 of 80 rows
     assert any(t.keep[1].start % 8 for t in free.tiles)  # on the size multiple (4) only
-    plan = plan_for_model(model, volume.shape, (12, 60, 40), chunks=out.chunks)
-    assert len(plan) > 1 and all(t.keep[1].start % 8 == 0 for t in plan.tiles)
-    model.predict(volume, tile_shape=(12, 60, 40), out=out, progress=False, device="cpu")
+    plan = plan_for_model(model, volume.shape, (12, 72, 40), chunks=out.chunks)
+    assert len(plan) == len(free) > 1 and all(t.keep[1].start % 8 == 0 for t in plan.tiles)
+    # 60 keeps 12 rows: one 8-row chunk per tile would need 10 tiles instead of 7, so no chunks
+    assert len(plan_for_model(model, volume.shape, (12, 60, 40), chunks=out.chunks)) == 7
+    model.predict(volume, tile_shape=(12, 72, 40), out=out, progress=False, device="cpu")
     np.testing.assert_allclose(out[...], whole[0], rtol=0, atol=1e-4 * float(np.abs(whole).max()))
 
 
