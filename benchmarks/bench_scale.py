@@ -416,6 +416,9 @@ def table(args) -> None:
             ref_h = REFERENCE_VOXELS / (r["voxels_per_cpu_s"] * cores) / 3600
             cpu, per_cpu = f"{r['cpu_s']:.0f}", f"{r['voxels_per_cpu_s'] / 1e6:.2f} M"
             proj, machines = f"{ref_h:.1f} h", f"{int(np.ceil(ref_h))}"
+        elif "voxels_per_cpu_s" in r:  # mostly start-up: a lower bound, no projection
+            cpu, per_cpu = f"{r['cpu_s']:.0f}", f"≥ {r['voxels_per_cpu_s'] / 1e6:.2f} M"
+            proj = machines = "–"
         else:
             cpu = per_cpu = proj = machines = "–"
         load = (f"{r['load_mean']:.1f}" if r.get("load_mean") is not None

@@ -221,3 +221,16 @@ def test_image_stats_stream_whole_chunks_once(rng):
     grid = [-(-n // 8) for n in data.shape]
     assert sorted(lazy.decoded) == sorted(np.ndindex(*grid))  # every chunk, each exactly once
     assert set(lazy.decoded.values()) == {1}
+
+
+def test_image_stats_of_a_chunked_store_decode_each_chunk_once(rng):
+    """The input check of `lucyd predict` (lucyd.io.image_stats) streams whole chunks: planes
+    thinner than the chunks would decode each chunk once per slab."""
+    from lucyd.io.api import image_stats
+
+    data = rng.gamma(2.0, 10.0, (20, 30, 26)).astype(np.float32)
+    lazy = _CountingChunks(data, (8, 8, 8))
+    stats = image_stats(lazy, block_bytes=4 * 4 * 8**3)
+    assert stats["mean"] == pytest.approx(float(data.mean(dtype=np.float64)), rel=1e-6)
+    assert (stats["min"], stats["max"], stats["nonfinite"]) == (data.min(), data.max(), 0)
+    assert set(lazy.decoded.values()) == {1} and len(lazy.decoded) == 3 * 4 * 4
