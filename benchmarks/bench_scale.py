@@ -398,7 +398,7 @@ def table(args) -> None:
     its own): an idle machine of this kind with ``cores`` cores runs ``cores`` workers. A run
     stopped before 5 % of its tiles measured mostly its start-up: no projection."""
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["date"] >= (args.since or "")]
+    rows = [r for r in rows if r["date"] >= (args.since or "") and not r.get("superseded")]
     cores = os.cpu_count() or 1
     print("| method | volume | executor | --max-memory | wall s (load) | CPU s | voxels / wall s | "
           "voxels / CPU s | client peak MB | peak per worker MB | 250 GB on one "
