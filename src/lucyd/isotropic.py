@@ -48,7 +48,7 @@ from lucyd.isotropic_pairs import (  # noqa: F401 (public names of lucyd.isotrop
 )
 from lucyd.nets import get_network
 from lucyd.normalization import Normalizer
-from lucyd.synth.degrade import upsample_axis0
+from lucyd.synth.degrade import axis0_interpolation, upsample_axis0
 from lucyd.tiling import plan_partition, run_tiles, tile_shape_for_budget
 from lucyd.tiling.tasks import ACTIVATION_SAFETY, activation_bytes_per_voxel, worker_device
 from lucyd.train import TrainConfig, load_model, train
@@ -115,11 +115,8 @@ class UpsampledZ:
         key = key + (slice(None),) * (3 - len(key))
         planes = np.arange(*key[0].indices(self.shape[0]))
         lateral = tuple(key[1:])
-        k = int(self.source.shape[0])
-        x = planes / self.factor
-        i0 = np.minimum(np.floor(x).astype(int), k - 1)
-        i1 = np.minimum(i0 + 1, k - 1)
-        w = np.clip(x - i0, 0, 1).astype(np.float32).reshape(-1, 1, 1)
+        i0, i1, w = axis0_interpolation(int(self.source.shape[0]), self.factor, planes)
+        w = w.reshape(-1, 1, 1)
         if planes.size == 0:
             return np.zeros((0, *np.empty(self.shape[1:])[lateral].shape), np.float32)
         lo, hi = int(i0.min()), int(i1.max()) + 1
@@ -287,7 +284,6 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
     if out is not None:
         return out
     return (res[0], res[1], res[2]) if return_views else res
-
 
 
 #: bytes per voxel of one lateral training plane: the plane and its transpose as targets, their
