@@ -93,8 +93,10 @@ def isotropic_command(
         write_image(output, out, out_meta)
     else:  # out of core: training planes within the budget, tiles read and written one by one
         from lucyd.io import open_writer
+        from lucyd.io.api import require_finite
         from lucyd.isotropic import upsample_z_shape
 
+        require_finite(image, str(input))  # chunk by chunk; a NaN would spread through tiles
         shape = upsample_z_shape(image.shape, z_factor)
         with open_writer(output, shape, np.float32, out_meta) as dest:
             out = isotropic_restore(image, z_factor, out=dest, **run)
