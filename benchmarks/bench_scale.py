@@ -275,6 +275,7 @@ class PeakMemory:
         self.peaks: dict[int, int] = {}
         self.names: dict[int, str] = {}
         self.cpu: dict[int, float] = {}
+        self.loads: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -287,6 +288,7 @@ class PeakMemory:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 break
+            self.loads.append(os.getloadavg()[0])
             for p in procs:
                 try:
                     rss = p.memory_info().rss
@@ -309,6 +311,7 @@ class PeakMemory:
         }
         return {
             "cpu_sampled_s": sum(self.cpu.values()),
+            "load_mean": float(np.mean(self.loads)) if self.loads else None,
             "client_peak_mb": self.peaks.get(root, 0) / 1e6,
             "worker_peaks_mb": sorted(v / 1e6 for v in workers.values()),
         }
@@ -370,6 +373,7 @@ def run_job(args) -> None:
                voxels_per_s=voxels / wall, cpu_s=cpu, voxels_per_cpu_s=voxels / cpu,
                load_before=args.load, load_after=os.getloadavg()[0],
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=" ".join(cmd[2:]),
+               code=_git_commit(),
                **mem)
     print(json.dumps(row))
     if rc != 0:
@@ -381,11 +385,20 @@ def run_job(args) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def table(args) -> None:
     """Markdown table; projections from CPU time (the machine is shared, wall time is not
     its own): an idle machine of this kind with ``cores`` cores runs ``cores`` workers. A run
     stopped before 5 % of its tiles measured mostly its start-up: no projection."""
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["date"] >= (args.since or "") and not r.get("superseded")]
     cores = os.cpu_count() or 1
     print("| method | volume | executor | --max-memory | wall s (load) | CPU s | voxels / wall s | "
           "voxels / CPU s | client peak MB | peak per worker MB | 250 GB on one "
@@ -403,9 +416,13 @@ def table(args) -> None:
             ref_h = REFERENCE_VOXELS / (r["voxels_per_cpu_s"] * cores) / 3600
             cpu, per_cpu = f"{r['cpu_s']:.0f}", f"{r['voxels_per_cpu_s'] / 1e6:.2f} M"
             proj, machines = f"{ref_h:.1f} h", f"{int(np.ceil(ref_h))}"
+        elif "voxels_per_cpu_s" in r:  # mostly start-up: a lower bound, no projection
+            cpu, per_cpu = f"{r['cpu_s']:.0f}", f"≥ {r['voxels_per_cpu_s'] / 1e6:.2f} M"
+            proj = machines = "–"
         else:
             cpu = per_cpu = proj = machines = "–"
-        load = f"{r['load_before']:.0f}–{r['load_after']:.0f}"
+        load = (f"{r['load_mean']:.1f}" if r.get("load_mean") is not None
+                else f"{r['load_before']:.0f}–{r['load_after']:.0f}")
         if r.get("stopped"):
             load += f"; stopped, {r['stopped']['tiles_done']}/{r['stopped']['tiles_total']} tiles"
         print(f"| {name} | {r['gb']:g} GB {tuple(r['shape'])} | {r['cluster']} | "
@@ -435,7 +452,8 @@ def main() -> None:
     r.add_argument("--max-memory", default="1GB")
     r.add_argument("--iterations", type=int, default=2)
     r.add_argument("--time-limit", type=float, help="stop after this many seconds (resumable)")
-    sub.add_parser("table")
+    tb = sub.add_parser("table")
+    tb.add_argument("--since", help='only runs from this date on, e.g. "2026-11-30 03:00"')
     for p in (m, r):
         p.add_argument("--scratch", default="/work/scratch/scale")
     args = ap.parse_args()

@@ -158,7 +158,8 @@ def test_predict_with_lucyds_package_equals_its_model_folder(exported, tmp_path)
     image = (rng.random((101, 93)) * 100).astype(np.float32)  # not on the size grid
     write_image(tmp_path / "in.tif", image, ImageMetadata("YX", (0.1, 0.1)))
     for src, name, extra in ((model_dir, "ref.tif", []), (package, "pkg.tif", []),
-                             (package, "tiles.tif", ["--tile", "60,60"])):
+                             (package, "tiles.tif", ["--tile", "60,60"]),
+                             (package, "budget.tif", ["--max-memory", "3MB"])):
         res = runner.invoke(app, ["predict", str(src), str(tmp_path / "in.tif"), "-o",
                                   str(tmp_path / name), *extra])
         assert res.exit_code == 0, res.output
@@ -167,6 +168,12 @@ def test_predict_with_lucyds_package_equals_its_model_folder(exported, tmp_path)
     tiles, _ = read_image(tmp_path / "tiles.tif")
     np.testing.assert_array_equal(pkg, ref)  # the same network, weights and normalisation
     np.testing.assert_allclose(tiles, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # --max-memory reaches the package's model: tiles from the budget, the same result
+    np.testing.assert_allclose(read_image(tmp_path / "budget.tif")[0], ref, rtol=1e-5,
+                               atol=1e-5 * np.abs(ref).max())
+    small = runner.invoke(app, ["predict", str(package), str(tmp_path / "in.tif"), "-o",
+                                str(tmp_path / "small.tif"), "--max-memory", "10KB"])
+    assert small.exit_code == 2 and "too small" in small.output  # the budget was applied
     assert meta.voxel_size == (0.1, 0.1)
     assert load_lucyd_package(package).card == load_model(model_dir).card
     unpacked = tmp_path / "unpacked"  # the package's folder, or its rdf.yaml, work the same
@@ -241,6 +248,11 @@ def test_predict_with_another_tools_package(tmp_path):
     assert meta.voxel_size == (1.0, 0.2, 0.3)
     with pytest.raises(InputError, match="whole image"):
         predict_package_file(package, tmp_path / "in.tif", tmp_path / "t.tif", tile_shape=(16, 16))
+    # a cluster or a budget cannot reach bioimageio.core: refused in one line, nothing written
+    res = runner.invoke(app, ["predict", str(package), str(tmp_path / "in.tif"), "-o",
+                              str(tmp_path / "c.tif"), "--cluster", "local:2", "--max-memory", "1GB"])
+    assert res.exit_code == 2 and "--cluster/--max-memory" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "c.tif").exists()
 
 
 # ------------------------------------------------------------------ errors and small parts

@@ -258,3 +258,47 @@ def test_dask_retries_failed_tasks(tmp_path):
         )
     np.testing.assert_array_equal(out, vol * 2)
     assert len(list(tmp_path.iterdir())) == len(plan)
+
+
+def test_cli_wb_alpha_auto_with_cluster(tmp_path, monkeypatch):
+    """`deconvolve --wb-alpha auto --cluster local:2`: the cluster request is checked before the
+    calibration (without --max-memory: refused, nothing calibrated); with --max-memory it is
+    calibrated on the image's centred crop within the budget and the job gets the cluster."""
+    from typer.testing import CliRunner
+
+    import lucyd.deconv
+    from lucyd.cli.cmd_deconvolve import CALIBRATION_BYTES_PER_VOXEL
+    from lucyd.cli.main import app
+    from lucyd.io import write_image
+    from lucyd.restore import pipeline
+
+    y = np.random.default_rng(0).gamma(2.0, 10.0, (24, 96, 96)).astype(np.float32)
+    write_image(tmp_path / "in.tif", y)
+    write_image(tmp_path / "psf.tif", gaussian_psf((5, 9, 9), (1.0, 1.5, 1.5)))
+    seen = {}
+
+    def calibration(image, psf, **kw):
+        seen["image"] = image
+        return {"alpha": 0.0123}
+
+    def job(inp, psf, out, config, *, progress, cluster):
+        seen["config"], seen["cluster"] = config, cluster
+
+    monkeypatch.setattr(pipeline, "calibrated_wb_alpha", calibration)
+    monkeypatch.setattr(lucyd.deconv, "deconvolve_file", job)
+    args = ["deconvolve", str(tmp_path / "in.tif"), "--psf", str(tmp_path / "psf.tif"), "-o",
+            str(tmp_path / "out.ome.zarr"), "--back-projector", "wiener-butterworth",
+            "--wb-alpha", "auto", "-q", "--cluster", "local:2"]
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code == 2 and "--cluster: needs --max-memory" in bad.output and not seen
+    budget = 4_000_000
+    res = CliRunner().invoke(app, [*args, "--max-memory", str(budget)])
+    assert res.exit_code == 0, res.output
+    assert seen["cluster"] == "local:2" and seen["config"].max_memory == budget
+    assert seen["config"].wb_alpha == pytest.approx(0.0123)
+    crop = seen["image"]
+    assert crop.size * CALIBRATION_BYTES_PER_VOXEL <= budget < y.size * CALIBRATION_BYTES_PER_VOXEL
+    start = [(n - c) // 2 for n, c in zip(y.shape, crop.shape, strict=True)]
+    np.testing.assert_array_equal(
+        crop, y[tuple(slice(s, s + c) for s, c in zip(start, crop.shape, strict=True))]
+    )

@@ -64,13 +64,15 @@ def test_predict_is_crop_and_stitch_on_every_executor(volume, threads_client, on
     on_dask = model.predict(volume, tile_shape=(12, 56, 40), all_channels=True, progress=False,
                             device="cpu", cluster=DaskExecutor(client=threads_client))
     np.testing.assert_array_equal(on_dask, tiled)
-    # into a chunked zarr: kept regions start on chunk boundaries where a chunk fits
+    # into a chunked zarr: kept regions start on chunk boundaries where that adds no tile
     out = zarr.create_array(store={}, shape=volume.shape, chunks=(12, 8, 40), dtype="f4")
-    free = plan_for_model(model, volume.shape, (12, 60, 40))
+    free = plan_for_model(model, volume.shape, (12, 72, 40))  # keeps 72 − 2·24 = 24 of 80 rows
     assert any(t.keep[1].start % 8 for t in free.tiles)  # on the size multiple (4) only
-    plan = plan_for_model(model, volume.shape, (12, 60, 40), chunks=out.chunks)
-    assert len(plan) > 1 and all(t.keep[1].start % 8 == 0 for t in plan.tiles)
-    model.predict(volume, tile_shape=(12, 60, 40), out=out, progress=False, device="cpu")
+    plan = plan_for_model(model, volume.shape, (12, 72, 40), chunks=out.chunks)
+    assert len(plan) == len(free) > 1 and all(t.keep[1].start % 8 == 0 for t in plan.tiles)
+    # 60 keeps 12 rows: one 8-row chunk per tile would need 10 tiles instead of 7, so no chunks
+    assert len(plan_for_model(model, volume.shape, (12, 60, 40), chunks=out.chunks)) == 7
+    model.predict(volume, tile_shape=(12, 72, 40), out=out, progress=False, device="cpu")
     np.testing.assert_allclose(out[...], whole[0], rtol=0, atol=1e-4 * float(np.abs(whole).max()))
 
 
@@ -194,9 +196,14 @@ def test_client_killed_with_sigkill_then_rerun_computes_only_unfinished(tmp_path
 
     monkeypatch.setattr(blocked_mod.RLBlockTask, "__call__", counting)
     kw = dict(iterations=4, max_memory=budget, device="cpu", progress=False)
-    fresh = deconvolve(y, psf, **kw)
+    # the same job run through without a crash (the same lazy input and output chunks: the
+    # same tiles), into another store
+    deconvolve_file(src, psf, tmp_path / "fresh.ome.zarr", **kw)
+    fresh, _ = read_image(tmp_path / "fresh.ome.zarr")
     total = len(calls)
     assert total > k + 1
+    np.testing.assert_allclose(fresh, deconvolve(y, psf, iterations=4, device="cpu", progress=False),
+                               rtol=0, atol=1e-4 * float(fresh.max()))  # blocked = whole image
     calls.clear()
     deconvolve_file(src, psf, out, **kw)
     assert len(calls) == total - k  # only the unfinished tiles
@@ -331,3 +338,44 @@ def test_isotropic_prediction_tiles_equal_whole_and_run_on_dask(threads_client, 
     on_dask = predict_isotropic(model, stack, 2.0, device="cpu", tile_shape=tile,
                                 cluster=DaskExecutor(client=threads_client))
     np.testing.assert_array_equal(on_dask, tiled)
+
+
+def test_cli_restore_cluster_local_equals_serial(tmp_path, one_thread, monkeypatch):
+    """`lucyd restore IN --psf P -o out.ome.zarr --max-memory … --cluster local:2`: the network's
+    prediction in tiles on two dask worker processes writes the serial OME-Zarr, bit for bit."""
+    from typer.testing import CliRunner
+
+    import lucyd.tiling
+    from lucyd.cli.main import app
+    from lucyd.forward import camera_noise, convolve
+    from lucyd.io import ImageMetadata, read_image, write_image
+    from lucyd.synth import phantom
+
+    executors = []
+    run_tiles = lucyd.tiling.run_tiles
+    monkeypatch.setattr(lucyd.tiling, "run_tiles", lambda plan, *a, **k: executors.append(
+        (len(plan.tiles), k.get("executor"))) or run_tiles(plan, *a, **k))
+    grid = np.indices((15, 15)) - 7
+    psf = np.exp(-(grid**2).sum(0) / (2 * 1.5**2)).astype(np.float32)
+    psf /= psf.sum()
+    obj = phantom("nuclei", (96, 96), seed=2, background=5.0)
+    raw = camera_noise(convolve(obj, psf, boundary="linear"), photons=3.0, gain=2.0, offset=100.0,
+                       read_noise=1.0, seed=4)
+    write_image(tmp_path / "raw.tif", raw, ImageMetadata("YX", (0.1, 0.1)))
+    write_image(tmp_path / "psf.tif", psf, ImageMetadata("YX", (0.1, 0.1)))
+    args = ["restore", str(tmp_path / "raw.tif"), "--psf", str(tmp_path / "psf.tif"), "--method",
+            "network", "--steps", "4", "--threads", "1", "--device", "cpu", "--cache",
+            str(tmp_path / "cache"), "--no-report", "--max-memory", "6MB"]
+    serial = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "serial.ome.zarr")])
+    assert serial.exit_code == 0, serial.output
+    dask = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "dask.ome.zarr"), "--cluster",
+                                    "local:2"])
+    assert dask.exit_code == 0, dask.output
+    a, meta = read_image(tmp_path / "serial.ome.zarr")
+    b, _ = read_image(tmp_path / "dask.ome.zarr")
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == raw.shape and meta.voxel_size == pytest.approx((0.1, 0.1))
+    # the budget split the prediction into tiles; the second run sent them to the cluster
+    split = [(n, ex) for n, ex in executors if n > 1]
+    assert len(split) == 2 and split[0][0] == split[1][0]
+    assert split[0][1] is None and split[1][1] == "local:2"

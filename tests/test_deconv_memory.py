@@ -191,3 +191,46 @@ def test_flat_psf_wiener_butterworth_is_a_clear_error():
     with pytest.raises(InputError, match="cutoff"):
         deconvolve(np.ones((8, 32, 32), np.float32), np.ones((5, 5, 5)), iterations=1,
                    back_projector="wiener-butterworth", progress=False)
+
+
+class _CountingChunks:
+    """A lazy chunked array (like zarr) that counts how often each chunk is decoded."""
+
+    def __init__(self, data, chunks):
+        self.data, self.chunks, self.shape, self.dtype = data, chunks, data.shape, data.dtype
+        self.decoded: dict[tuple, int] = {}
+
+    def __getitem__(self, region):
+        ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(region, self.chunks, strict=True)]
+        for index in np.ndindex(*[len(r) for r in ranges]):
+            key = tuple(r[i] for r, i in zip(ranges, index, strict=True))
+            self.decoded[key] = self.decoded.get(key, 0) + 1
+        return self.data[region]
+
+
+def test_image_stats_stream_whole_chunks_once(rng):
+    from lucyd.deconv.stats import image_stats_for
+
+    data = rng.gamma(2.0, 10.0, (20, 30, 26)).astype(np.float32) + 1
+    lazy = _CountingChunks(data, (8, 8, 8))
+    # a budget of ~4 chunks per block: thinner than the chunks' 8 planes if taken as whole planes
+    stats = image_stats_for(lazy, 0.0, 0.0, "auto", budget=8 * 4 * 4 * 8**3)
+    whole = image_stats_for(data, 0.0, 0.0, "auto")
+    assert stats.start_value == pytest.approx(float(data.mean(dtype=np.float64)), rel=1e-6)
+    assert stats.floor == pytest.approx(float(data.min())) == whole.floor
+    grid = [-(-n // 8) for n in data.shape]
+    assert sorted(lazy.decoded) == sorted(np.ndindex(*grid))  # every chunk, each exactly once
+    assert set(lazy.decoded.values()) == {1}
+
+
+def test_image_stats_of_a_chunked_store_decode_each_chunk_once(rng):
+    """The input check of `lucyd predict` (lucyd.io.image_stats) streams whole chunks: planes
+    thinner than the chunks would decode each chunk once per slab."""
+    from lucyd.io.api import image_stats
+
+    data = rng.gamma(2.0, 10.0, (20, 30, 26)).astype(np.float32)
+    lazy = _CountingChunks(data, (8, 8, 8))
+    stats = image_stats(lazy, block_bytes=4 * 4 * 8**3)
+    assert stats["mean"] == pytest.approx(float(data.mean(dtype=np.float64)), rel=1e-6)
+    assert (stats["min"], stats["max"], stats["nonfinite"]) == (data.min(), data.max(), 0)
+    assert set(lazy.decoded.values()) == {1} and len(lazy.decoded) == 3 * 4 * 4

@@ -155,3 +155,55 @@ def test_cli(tmp_path, one_thread):
     res = runner.invoke(app, ["isotropic", str(nov), "-o", str(tmp_path / "x.tif")])
     assert res.exit_code == 2 and "--z-factor" in res.output
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_lazy_upsampled_stack_equals_upsample_z(rng):
+    """UpsampledZ (the z-upsampled stack read tile by tile) = upsample_z of the whole, bit for bit."""
+    from lucyd.isotropic import UpsampledZ, upsample_z_shape
+
+    stack = rng.uniform(0, 100, (7, 12, 10)).astype(np.float32)
+    for f in (2.0, 2.5, 3.7):
+        whole = upsample_z(stack, f)
+        lazy = UpsampledZ(stack, f)
+        assert lazy.shape == whole.shape == upsample_z_shape(stack.shape, f)
+        for key in (Ellipsis, (slice(3, 11), slice(2, 9), slice(None)), (slice(None, None, 5),),
+                    (slice(0, 1),), (slice(len(whole) - 3, None), slice(4, 5), slice(1, 8))):
+            np.testing.assert_array_equal(lazy[key], whole[key])
+
+
+def test_cli_out_of_core_equals_in_memory(tmp_path, one_thread):
+    """`lucyd isotropic in.ome.zarr --max-memory …`: the stack is read lazily, the upsampled stack
+    formed tile by tile and the output written tile by tile, with the in-memory run's result (to
+    the tiles' float32 round-off); a budget without room for 2 training planes is refused first."""
+    import lucyd.tiling
+    from lucyd.cli.main import app
+
+    plans = []
+    run_tiles = lucyd.tiling.run_tiles
+    stack = phantom("granules", (6, 160, 96), seed=3)
+    write_image(tmp_path / "in.ome.zarr", stack, ImageMetadata("ZYX", (0.4, 0.2, 0.2)))
+    args = ["isotropic", str(tmp_path / "in.ome.zarr"), "--steps", "2", "--batch", "2", "--patch",
+            "16", "--device", "cpu", "-q"]
+    runner = CliRunner()
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "mem.tif")])
+    assert res.exit_code == 0, res.output
+    import lucyd.isotropic as iso
+
+    original = iso.run_tiles
+    iso.run_tiles = lambda plan, task, source, *a, **k: plans.append((len(plan), source)) or original(
+        plan, task, source, *a, **k)
+    try:
+        res = runner.invoke(app, [*args, "-o", str(tmp_path / "ooc.ome.zarr"), "--max-memory", "25MB"])
+    finally:
+        iso.run_tiles = original
+    assert res.exit_code == 0, res.output
+    mem, _ = read_image(tmp_path / "mem.tif")
+    ooc, meta = read_image(tmp_path / "ooc.ome.zarr")
+    assert ooc.shape == mem.shape == (12, 160, 96) and meta.voxel_size == pytest.approx((0.2, 0.2, 0.2))
+    np.testing.assert_allclose(ooc, mem, rtol=0, atol=1e-4 * float(np.abs(mem).max()))
+    (count, source), = plans
+    assert count > 1 and isinstance(source, iso.UpsampledZ)  # tiles of the lazy upsampled stack
+    assert run_tiles is lucyd.tiling.run_tiles
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "x.ome.zarr"), "--max-memory", "500KB"])
+    assert res.exit_code == 2 and "fewer than 2 training planes" in res.output
+    assert not (tmp_path / "x.ome.zarr").exists()

@@ -216,19 +216,24 @@ class CrashAfter:
 
 
 def test_partition_covers_each_voxel_once_aligned():
-    shape = (23, 70, 61)
-    plan = plan_partition(shape, (16, 40, 40), halo=(3, 6, 6), multiple=4, chunks=(8, 16, 16))
+    shape = (23, 64, 61)
+    tile = (16, 48, 40)
+    plan = plan_partition(shape, tile, halo=(3, 6, 6), multiple=4, chunks=(8, 16, 16))
     count = np.zeros(shape, int)
     for t in plan.tiles:
         count[t.keep] += 1
         for d, (r, k, c) in enumerate(zip(t.read, t.keep, t.crop, strict=True)):
-            assert r.stop - r.start <= (16, 40, 40)[d]
+            assert r.stop - r.start <= tile[d]
             assert r.start + c.start == k.start and r.start + c.stop == k.stop
             assert k.start % 4 == 0 and r.start % 4 == 0  # network size multiple
-        # y and x keep 16-multiples (chunks fit beside the halo); z: 16 − 2·4 = 8 → chunk 8
-        assert t.keep[1].start % 16 == 0 and t.keep[2].start % 16 == 0
-        assert t.keep[0].start % 8 == 0
+        # z: 16 − 2·4 = 8 → chunk 8; y: 48 − 16 = 32, two chunks, 2 tiles either way: aligned
+        assert t.keep[0].start % 8 == 0 and t.keep[1].start % 16 == 0
     np.testing.assert_array_equal(count, 1)
+    # x: 40 − 16 = 24 keeps 3 tiles over 61 voxels; rounding down to one 16-chunk would need 4,
+    # so x is aligned to the multiple only
+    x_starts = sorted({t.keep[2].start for t in plan.tiles})
+    assert len(x_starts) == 3 and any(s % 16 for s in x_starts)
+    assert len({t.keep[1].start for t in plan.tiles}) == 2
     assert plan.halo == (4, 8, 8)  # rounded up to the multiple
     with pytest.raises(InputError):
         plan_partition(shape, 10, halo=5)

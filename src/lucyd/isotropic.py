@@ -40,6 +40,7 @@ from lucyd.errors import InputError
 from lucyd.io import ImageMetadata, write_image
 from lucyd.isotropic_pairs import (  # noqa: F401 (public names of lucyd.isotropic)
     _check_factor,
+    _check_lazy_stack,
     _check_stack,
     axial_kernel,
     degrade_lateral,
@@ -47,7 +48,7 @@ from lucyd.isotropic_pairs import (  # noqa: F401 (public names of lucyd.isotrop
 )
 from lucyd.nets import get_network
 from lucyd.normalization import Normalizer
-from lucyd.synth.degrade import upsample_axis0
+from lucyd.synth.degrade import axis0_interpolation, upsample_axis0
 from lucyd.tiling import plan_partition, run_tiles, tile_shape_for_budget
 from lucyd.tiling.tasks import ACTIVATION_SAFETY, activation_bytes_per_voxel, worker_device
 from lucyd.train import TrainConfig, load_model, train
@@ -67,6 +68,11 @@ def isotropic_voxel_size(voxel_size, z_factor: float) -> tuple[float, float, flo
     return (dz / float(z_factor), dy, dx)
 
 
+def upsample_z_shape(shape, z_factor: float) -> tuple[int, int, int]:
+    """Shape ``(round(nz · z_factor), y, x)`` of the restored stack."""
+    return (int(round(int(shape[0]) * _check_factor(z_factor))), int(shape[1]), int(shape[2]))
+
+
 def upsample_z(stack: np.ndarray, z_factor: float, n_out: int | None = None) -> np.ndarray:
     """Linear interpolation along z onto ``round(nz · z_factor)`` planes (plane j at j / f).
 
@@ -78,6 +84,52 @@ def upsample_z(stack: np.ndarray, z_factor: float, n_out: int | None = None) -> 
     f = _check_factor(z_factor)
     n = int(round(arr.shape[0] * f)) if n_out is None else int(n_out)
     return upsample_axis0(arr, f, n)
+
+
+class UpsampledZ:
+    """The z-upsampled stack (:func:`upsample_z`) as a lazy array: a slice reads only the input
+    planes it interpolates between, so a stack larger than memory (zarr, memmap) is upsampled
+    tile by tile. Values are bit-identical to :func:`upsample_z` of the whole stack (the same
+    float32 operations, voxel by voxel).
+
+    Supports ``view[...]`` and slices (a step on axis 0, for percentile sampling).
+    """
+
+    def __init__(self, source, z_factor: float, n_out: int | None = None):
+        self.source = source
+        self.factor = _check_factor(z_factor)
+        nz = int(source.shape[0])
+        n = int(round(nz * self.factor)) if n_out is None else int(n_out)
+        self.shape = (n, int(source.shape[1]), int(source.shape[2]))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 3
+
+    def __getitem__(self, key) -> np.ndarray:
+        if key is Ellipsis:
+            key = ()
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            key = tuple(k for k in key if k is not Ellipsis)
+        if len(key) > 3 or not all(isinstance(k, slice) for k in key):
+            raise IndexError("UpsampledZ: index with slices")
+        key = key + (slice(None),) * (3 - len(key))
+        planes = np.arange(*key[0].indices(self.shape[0]))
+        lateral = tuple(key[1:])
+        i0, i1, w = axis0_interpolation(int(self.source.shape[0]), self.factor, planes)
+        w = w.reshape(-1, 1, 1)
+        if planes.size == 0:
+            return np.zeros((0, *np.empty(self.shape[1:])[lateral].shape), np.float32)
+        lo, hi = int(i0.min()), int(i1.max()) + 1
+        if hi - lo <= 2 * planes.size:  # a contiguous run of input planes
+            block = np.asarray(self.source[(slice(lo, hi), *lateral)], dtype=np.float32)
+            a, b = block[i0 - lo], block[i1 - lo]
+        else:  # sparse planes (a strided sample): read only those
+            needed = np.unique(np.concatenate([i0, i1]))
+            read = {int(i): np.asarray(self.source[(int(i), *lateral)], dtype=np.float32)
+                    for i in needed}
+            a = np.stack([read[int(i)] for i in i0])
+            b = np.stack([read[int(i)] for i in i1])
+        return (a * (1 - w) + b * w).astype(np.float32)
 
 
 def _predict_slices(model, volume: np.ndarray, axis: int, norms, device,
@@ -161,15 +213,19 @@ def _isotropic_halo(model) -> tuple[int, int, int]:
 def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
                       device: str = "auto", batch_size: int = 8,
                       return_views: bool = False, tile_shape=None, cluster=None,
-                      max_memory=None, progress: bool = False):
+                      max_memory=None, progress: bool = False, out=None):
     """Restore a stack with an already trained 2D isotropic model (steps 3–4 of the recipe).
+
+    Out of core: the stack may be lazy (zarr, memmap); the z-upsampled stack is never formed
+    whole (:class:`UpsampledZ` gives each tile its planes) and with ``out`` the result is written
+    tile by tile, so with ``max_memory`` the memory is that of one tile.
 
     Parameters
     ----------
     model : lucyd.train.RestorationModel or path
         A 2D model trained on pairs from :func:`training_pairs` (axis 0 degraded).
     stack : array_like
-        ``(z, y, x)`` anisotropic stack.
+        ``(z, y, x)`` anisotropic stack (numpy, or lazy: zarr, memmap, read block by block).
     z_factor : float
         Axial / lateral sampling ratio (≥ 1).
     fuse : {"geometric", "mean"}
@@ -191,14 +247,18 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
         Memory of one tile's prediction (per worker); sets the tile shape.
     progress : bool
         Whole-job progress over tiles.
+    out : array-like, optional
+        Destination of shape ``(round(nz · z_factor), y, x)`` (``(3, ...)`` with
+        ``return_views``), e.g. from :func:`lucyd.io.open_writer`: written tile by tile and
+        returned.
 
     Returns
     -------
     numpy.ndarray or (numpy.ndarray, numpy.ndarray, numpy.ndarray)
-        float32 ``(round(nz · z_factor), y, x)`` (and the two views).
+        float32 ``(round(nz · z_factor), y, x)`` (and the two views), or ``out``.
     """
 
-    arr = _check_stack(stack)
+    arr = _check_lazy_stack(stack)
     f = _check_factor(z_factor)
     if fuse not in FUSIONS:
         raise InputError(f"fuse: unknown {fuse!r}; choose one of {', '.join(FUSIONS)}")
@@ -208,7 +268,7 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
         model = load_model(model)
     if model.ndim != 2:
         raise InputError(f"model: isotropic restoration needs a 2D model, got a {model.ndim}D one")
-    up = upsample_z(arr, f)
+    up = UpsampledZ(arr, f)  # each tile's planes, never the whole upsampled stack
     lo, hi = model.input_range(up)
     task = IsotropicTask(model, float(lo), float(hi - lo) if hi > lo else 1.0, fuse, device,
                          int(batch_size), return_views)
@@ -219,9 +279,30 @@ def predict_isotropic(model, stack, z_factor: float, *, fuse: str = "geometric",
     else:
         tile = up.shape
     plan = plan_partition(up.shape, tile, _isotropic_halo(model), multiple=model.size_multiple)
-    res = run_tiles(plan, task, up, channels=3 if return_views else None, executor=cluster,
+    res = run_tiles(plan, task, up, out, channels=3 if return_views else None, executor=cluster,
                     progress=progress, desc="isotropic tiles", max_memory=_bytes(max_memory))
+    if out is not None:
+        return out
     return (res[0], res[1], res[2]) if return_views else res
+
+
+#: bytes per voxel of one lateral training plane: the plane and its transpose as targets, their
+#: degraded copies, and the degradation's and the pair files' working copies (float32)
+TRAINING_BYTES_PER_VOXEL = 32
+
+
+def training_planes_for_budget(shape, budget: int, max_slices: int | None = None) -> int:
+    """Lateral planes the training of :func:`isotropic_restore` may hold within ``budget`` bytes
+    (at most ``max_slices``); a one-line :class:`InputError` when not even 2 planes fit."""
+    per_plane = TRAINING_BYTES_PER_VOXEL * int(shape[1]) * int(shape[2])
+    planes = int(budget // per_plane)
+    if planes < 2:
+        raise InputError(
+            f"max_memory: {budget / 1e6:.0f} MB holds fewer than 2 training planes of "
+            f"{shape[1]} x {shape[2]} voxels (isotropic training needs about "
+            f"{2 * per_plane / 1e6:.0f} MB)"
+        )
+    return planes if max_slices is None else min(planes, int(max_slices))
 
 
 def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None,
@@ -232,7 +313,7 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
                       max_slices: int | None = None, fuse: str = "geometric", seed: int = 0,
                       device: str = "auto", model_dir: str | Path | None = None,
                       batch_size: int = 8, tile_shape=None, cluster=None,
-                      max_memory=None) -> np.ndarray:
+                      max_memory=None, out=None) -> np.ndarray:
     """Self-supervised isotropic restoration of an anisotropic stack (CARE recipe).
 
     Trains a 2D network on the stack's own lateral planes degraded to look axial, then restores
@@ -280,12 +361,20 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
     batch_size : int
         Slices per forward pass at prediction.
     tile_shape, cluster, max_memory
-        Tiles of the prediction and where they run (see :func:`predict_isotropic`).
+        Tiles of the prediction and where they run (see :func:`predict_isotropic`). With
+        ``max_memory`` the training uses at most ``max_memory / (TRAINING_BYTES_PER_VOXEL · y · x)``
+        lateral planes (unless ``max_slices`` says fewer; a budget that holds none is refused).
+    out : array-like, optional
+        Destination written tile by tile (:func:`predict_isotropic`).
+
+    Out of core: ``stack`` may be lazy (zarr, memmap). Then only the training planes are read
+    whole, the upsampled stack is formed tile by tile and, with ``out``, the result is written
+    tile by tile: with ``max_memory`` nothing stack-sized is held.
 
     Returns
     -------
     numpy.ndarray
-        float32 ``(round(nz · z_factor), y, x)`` in the input's intensity scale.
+        float32 ``(round(nz · z_factor), y, x)`` in the input's intensity scale (or ``out``).
 
     Raises
     ------
@@ -294,10 +383,12 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
         network or training parameters.
     """
 
-    arr = _check_stack(stack)
+    arr = _check_lazy_stack(stack)
     f = _check_factor(z_factor)
     if fuse not in FUSIONS:
         raise InputError(f"fuse: unknown {fuse!r}; choose one of {', '.join(FUSIONS)}")
+    if max_memory is not None:
+        max_slices = training_planes_for_budget(arr.shape, _bytes(max_memory), max_slices)
     if voxel_size is not None:
 
         voxel_size = as_voxel_size(voxel_size, 3)
@@ -337,7 +428,7 @@ def isotropic_restore(stack, z_factor: float, *, voxel_size=None, axial_psf=None
         model = load_model(out_model)
         return predict_isotropic(model, arr, f, fuse=fuse, device=device,
                                  batch_size=batch_size, tile_shape=tile_shape, cluster=cluster,
-                                 max_memory=max_memory)
+                                 max_memory=max_memory, out=out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -350,5 +441,7 @@ __all__ = [
     "isotropic_voxel_size",
     "predict_isotropic",
     "training_pairs",
+    "training_planes_for_budget",
     "upsample_z",
+    "upsample_z_shape",
 ]

@@ -30,6 +30,21 @@ def _check_stack(stack) -> np.ndarray:
     return arr
 
 
+def _check_lazy_stack(stack):
+    """A numpy stack checked by :func:`_check_stack`, or a lazy 3D one (zarr, memmap) checked
+    for its shape and dtype (its blocks are read as needed)."""
+    lazy = not isinstance(stack, np.ndarray) and hasattr(stack, "shape") and hasattr(
+        stack, "__getitem__") and not hasattr(stack, "detach")
+    if not lazy:
+        return _check_stack(stack)
+    if len(stack.shape) != 3 or stack.shape[0] < 2:
+        raise InputError(f"stack: isotropic restoration needs a 3D (z, y, x) stack of at least 2 "
+                         f"planes, got shape {tuple(stack.shape)}")
+    if np.dtype(getattr(stack, "dtype", np.float32)).kind not in "iuf":
+        raise InputError(f"stack: expected a numeric array, got dtype {stack.dtype}")
+    return stack
+
+
 def axial_kernel(z_factor: float, *, axial_psf=None, axial_sigma: float | None = None,
                  voxel_size=None) -> np.ndarray:
     """The 2D kernel that turns a lateral (xy) slice into an axial-looking one (axis 0 = z).
@@ -150,20 +165,24 @@ def training_pairs(stack: np.ndarray, z_factor: float, *, axial_psf=None,
     :func:`degrade_lateral`. With ``both_axes`` the transposed plane (degraded along x) is
     added too, so the network sees both lateral directions.
 
+    ``stack`` may be lazy (zarr, memmap): only the planes used (``max_slices`` of them) are read.
+
     Returns
     -------
     raws, targets : list of numpy.ndarray
         float32 2D images; axis 0 is the degraded axis.
     """
-    arr = _check_stack(stack)
+    arr = _check_lazy_stack(stack)
     f = _check_factor(z_factor)
     kernel = axial_kernel(f, axial_psf=axial_psf, axial_sigma=axial_sigma,
                           voxel_size=voxel_size)
     rng = np.random.default_rng(seed)
-    planes = arr
-    if max_slices is not None and planes.shape[0] > max_slices:
-        idx = np.sort(rng.choice(planes.shape[0], int(max_slices), replace=False))
-        planes = planes[idx]
+    if max_slices is not None and arr.shape[0] > max_slices:
+        idx = np.sort(rng.choice(arr.shape[0], int(max_slices), replace=False))
+        # a lazy stack (zarr, memmap): only the chosen planes are read
+        planes = _check_stack(np.stack([np.asarray(arr[int(i)]) for i in idx]))
+    else:
+        planes = arr if isinstance(arr, np.ndarray) else _check_stack(np.asarray(arr[...]))
     groups = [planes] + ([np.ascontiguousarray(planes.transpose(0, 2, 1))] if both_axes else [])
     raws, targets = [], []
     for g in groups:

@@ -3,8 +3,6 @@ predict, restore, isotropic): help texts and one validation, so the commands sta
 
 from __future__ import annotations
 
-from lucyd.errors import InputError
-
 CLUSTER_HELP = (
     "Run tiles on local:N (dask LocalCluster, N worker processes), processes:N, "
     "tcp://HOST:PORT (a running dask scheduler) or slurm[:queue=Q,jobs=N,cores=C,memory=M,"
@@ -18,14 +16,12 @@ MAX_MEMORY_HELP = (
 )
 
 
-def cluster_settings(cluster: str | None, max_memory: str | None):
-    """Validated ``(cluster, max_memory in bytes)`` of the CLI options (one-line errors)."""
+def cluster_settings(cluster: str | None, max_memory):
+    """Validated ``(cluster, max_memory in bytes)`` of the CLI options (one-line errors, from
+    :func:`lucyd.tiling.executors.check_cluster`, the one check of a cluster request)."""
     from lucyd.deconv import parse_memory
-    from lucyd.tiling.executors import check_cluster_spec
+    from lucyd.tiling.executors import check_cluster
 
     budget = parse_memory(max_memory) if max_memory is not None else None
-    if cluster is not None:
-        check_cluster_spec(cluster)
-        if budget is None:
-            raise InputError("--cluster: needs --max-memory (the memory of one tile, per worker)")
+    check_cluster(cluster, budget, ("--cluster", "--max-memory"))
     return cluster, budget

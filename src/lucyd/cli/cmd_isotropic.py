@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -58,11 +59,10 @@ def isotropic_command(
     check_output_path(output, [input, axial_psf, model_dir])
     if model_dir is not None:
         check_output_path(model_dir, [input, axial_psf], name="--model-dir", folder=True)
-    image, meta = read_image(input)
-    image = np.asarray(image)
-    if image.ndim != 3:
+    image, meta = read_image(input, lazy=True)  # read whole below unless --max-memory is given
+    if len(image.shape) != 3:
         raise InputError(f"{input}: isotropic restoration needs a 3D (z, y, x) stack, got shape "
-                         f"{image.shape}")
+                         f"{tuple(image.shape)}")
     vs = (as_voxel_size(parse_float_tuple(voxel_size, "--voxel-size"), 3) if voxel_size
           else meta.voxel_size)
     if z_factor is None:
@@ -70,7 +70,7 @@ def isotropic_command(
             raise InputError("--z-factor: required (the input has no voxel size to derive dz/dx)")
         z_factor = float(vs[0]) / float(vs[2])
     check_output_path(output, [input, axial_psf, model_dir],
-                      expected_bytes=4 * image.size * max(1.0, z_factor))
+                      expected_bytes=4 * math.prod(image.shape) * max(1.0, z_factor))
     psf = None
     if axial_psf is not None:
         if not axial_psf.exists():
@@ -83,12 +83,23 @@ def isotropic_command(
             patch_t = patch_t * 2
     cluster, budget = cluster_settings(cluster, max_memory)
     t0 = time.perf_counter()
-    out = isotropic_restore(image, z_factor, voxel_size=vs, axial_psf=psf, axial_sigma=axial_sigma,
-                            network=network, steps=steps, patch=patch_t, batch=batch, lr=lr,
-                            photons=photons, fuse=fuse, seed=seed, device=device,
-                            model_dir=model_dir, cluster=cluster, max_memory=budget)
+    run = dict(voxel_size=vs, axial_psf=psf, axial_sigma=axial_sigma, network=network,
+               steps=steps, patch=patch_t, batch=batch, lr=lr, photons=photons, fuse=fuse,
+               seed=seed, device=device, model_dir=model_dir, cluster=cluster, max_memory=budget)
     out_vs = isotropic_voxel_size(vs, z_factor)
-    write_image(output, out, ImageMetadata("ZYX", out_vs))
+    out_meta = ImageMetadata("ZYX", out_vs)
+    if budget is None:  # in memory: the stack, its upsampled copy and the result
+        out = isotropic_restore(np.asarray(image[...]), z_factor, **run)
+        write_image(output, out, out_meta)
+    else:  # out of core: training planes within the budget, tiles read and written one by one
+        from lucyd.io import open_writer
+        from lucyd.io.api import require_finite
+        from lucyd.isotropic import upsample_z_shape
+
+        require_finite(image, str(input))  # chunk by chunk; a NaN would spread through tiles
+        shape = upsample_z_shape(image.shape, z_factor)
+        with open_writer(output, shape, np.float32, out_meta) as dest:
+            out = isotropic_restore(image, z_factor, out=dest, **run)
     seconds = time.perf_counter() - t0
     if json_output:
         typer.echo(json.dumps({"output": str(output), "shape": list(out.shape),

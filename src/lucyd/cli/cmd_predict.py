@@ -65,8 +65,10 @@ def predict_cmd(
     check_output_path(output, [model, input], expected_bytes=4 * voxels * (4 if uncertainty else 1))
     from lucyd.export.bioimageio.package import is_bioimageio_package
 
+    cluster, budget = cluster_settings(cluster, max_memory)
     if is_bioimageio_package(model):  # lucyd's own package or another tool's: lucyd.export
-        _predict_package(model, input, output, tile, overlap, device, uncertainty)
+        _predict_package(model, input, output, tile, overlap, device, uncertainty, cluster,
+                         budget)
         return
 
     from lucyd.train import IncompleteModelWarning, predict_file
@@ -91,7 +93,6 @@ def predict_cmd(
                                    actual_name=f"the image ({input})")
     if mismatch:
         warnings.warn(mismatch, LucydWarning, stacklevel=1)
-    cluster, budget = cluster_settings(cluster, max_memory)
     if not details.metadata.is_volume:  # time points / channels: one volume at a time
         from lucyd.train.volumes import predict_volumes_file
 
@@ -115,8 +116,10 @@ def predict_cmd(
     typer.echo(f"restored {input} with {m.name} -> {out}")
 
 
-def _predict_package(model, input, output, tile, overlap, device, uncertainty) -> None:
-    """A bioimage.io package: :func:`lucyd.export.bioimageio.predict_package_file`."""
+def _predict_package(model, input, output, tile, overlap, device, uncertainty, cluster,
+                     budget) -> None:
+    """A bioimage.io package: :func:`lucyd.export.bioimageio.predict_package_file` (lucyd's
+    own packages take --cluster/--max-memory; another tool's refuse them)."""
     from lucyd.export.bioimageio import predict_package_file
 
     if uncertainty:
@@ -124,7 +127,7 @@ def _predict_package(model, input, output, tile, overlap, device, uncertainty) -
     written = predict_package_file(
         model, input, output, device=device,
         tile_shape=parse_int_tuple(tile, "--tile") if tile else None,
-        overlap=_overlap(overlap),
+        overlap=_overlap(overlap), cluster=cluster, max_memory=budget,
     )
     typer.echo(f"restored {input} with {model} -> " + ", ".join(str(p) for p in written.values()))
 

@@ -41,7 +41,7 @@ from lucyd.io._arrays import PageReleasingArray
 from lucyd.io.api import format_from_path
 from lucyd.io.outputs import check_output_path
 from lucyd.tiling import open_resumable_zarr
-from lucyd.tiling.executors import check_cluster_spec
+from lucyd.tiling.executors import check_cluster
 from lucyd.validation import as_image, check_memory, return_freed_memory, voxel_size_mismatch
 
 __all__ = ["deconvolve", "deconvolve_file", "estimate_background", "estimate_deconvolution",
@@ -214,7 +214,7 @@ def deconvolve(
     kernel = _own_back_projector(overrides)
     cfg = job_config(config, overrides)
     y, lazy = _job_image(image)
-    _check_cluster(cluster, cfg)
+    check_cluster(cluster, cfg.max_memory)
     prepared = prepare_psf(psf, image_shape=y.shape, voxel_size=cfg.voxel_size,
                            psf_voxel_size=cfg.psf_voxel_size, centre=cfg.centre_psf,
                            boundary=cfg.boundary, energy=cfg.psf_energy)
@@ -252,13 +252,6 @@ def _job_image(image) -> tuple[Any, bool]:
     return image, True
 
 
-def _check_cluster(cluster, cfg: DeconvConfig) -> None:
-    if cluster is None:
-        return
-    check_cluster_spec(cluster)
-    if cfg.max_memory is None:
-        raise InputError("cluster: needs max_memory (--max-memory: the memory of one block, "
-                         "per worker)")
 
 
 def _run_job(y, lazy: bool, prepared: PreparedPSF, cfg: DeconvConfig, *, kernel=None,
@@ -346,7 +339,7 @@ def deconvolve_file(
         ``output_path``.
     """
     cfg = job_config(config, overrides, "deconvolve_file")
-    _check_cluster(cluster, cfg)
+    check_cluster(cluster, cfg.max_memory)
     input_path, output_path = Path(input_path), Path(output_path)
     image, meta = read_image(input_path, lazy=True)
     if isinstance(image, np.memmap):  # .npy: read blocks without keeping their pages resident

@@ -151,12 +151,16 @@ def block_geometry(
     tv,
     tol,
     halo=None,
+    source_chunks=None,
 ):
     """Tile shape and halo for a memory budget (bytes); warns when the halo does not fit.
 
     The memory of a tile is the job's (:func:`lucyd.deconv.estimate_memory`) plus the tile-sized
-    arrays of the tiling and the input rows a block read touches; measured peaks
-    (``benchmarks/bench_memory.py``) stayed within the budget on top of the runtime's fixed cost.
+    arrays of the tiling and what reading a block touches: whole input rows for memory maps and
+    TIFF strips, or, for a chunked store (``source_chunks``, zarr), the chunks it decodes
+    (bounded by one more block); measured peaks (``benchmarks/bench_memory.py``,
+    ``benchmarks/results/scale.md``) stayed within the budget on top of the runtime's fixed
+    cost.
 
     Returns
     -------
@@ -181,9 +185,12 @@ def block_geometry(
         )
         # block, result and its kept copy: 3 tile-sized arrays
         blocks = 12 * math.prod(tile)
-        # reading a block touches whole rows of the input (memory maps, TIFF strips)
-        rows = 4 * math.prod(tile[:-1]) * shape[-1]
-        return job + blocks + rows
+        if source_chunks is None:  # reading a block touches whole rows (memmaps, TIFF strips)
+            reading = 4 * math.prod(tile[:-1]) * shape[-1]
+        else:  # a chunked store (zarr, TIFF pages) decodes a few chunks at a time into the
+            # block: one more block bounds it (measured, benchmarks/results/scale.md)
+            reading = 4 * math.prod(tile)
+        return job + blocks + reading
 
     def fits(h, within=budget) -> tuple[int, ...] | None:
         """Largest tile with halo h in the budget, keeping at least a quarter of its size."""
@@ -272,6 +279,7 @@ def deconvolve_blocked(
         tv=tv,
         tol=tol,
         halo=halo,
+        source_chunks=getattr(y, "chunks", None),
     )
     chunks = getattr(out, "chunks", None)
     plan = plan_partition(shape, tile, halo, chunks=chunks)

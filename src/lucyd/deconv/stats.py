@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from lucyd.deconv.engine import Stats
 from lucyd.errors import InputError
+from lucyd.io._arrays import streaming_blocks
 
 #: voxels of the strided subsample on which "auto" background is estimated for lazy images
 BACKGROUND_SAMPLE = 20_000_000
@@ -35,17 +36,17 @@ def image_stats_for(image, background, offset: float, floor, budget: int | None 
     ``background`` (a number or ``"auto"``), ``floor`` (a number, ``"auto"`` or None) and
     ``offset`` as validated by :class:`~lucyd.deconv.config.DeconvConfig`.
 
-    Lazy images are streamed along the first axis in slabs of at most ``budget / 8`` bytes
-    (float32; 80 MB without a budget), so that this pass stays within a memory budget.
+    Lazy images are streamed in blocks of at most ``budget / 8`` bytes (float32; 80 MB
+    without a budget), so that this pass stays within a memory budget; the blocks of a chunked
+    store (zarr) are whole chunks, so each chunk is decompressed once.
     """
     slab_voxels = (budget // 8 if budget else 80_000_000) // 4
     if isinstance(image, np.ndarray):
         mean, vmin = float(image.mean(dtype=np.float64)), float(image.min())
-    else:  # lazy: stream along the first axis
+    else:  # lazy: stream block by block
         total, count, vmin = 0.0, 0, math.inf
-        step = max(1, int(slab_voxels // max(1, math.prod(image.shape[1:]))))
-        for z in range(0, image.shape[0], step):
-            block = np.asarray(image[z : z + step], dtype=np.float32)
+        for region in streaming_blocks(image.shape, slab_voxels, getattr(image, "chunks", None)):
+            block = np.asarray(image[region], dtype=np.float32)
             total += float(block.sum(dtype=np.float64))
             count += block.size
             vmin = min(vmin, float(block.min()))

@@ -3,6 +3,7 @@ them in lucyd's "TCZYX" order) and the lazy view readers return."""
 
 from __future__ import annotations
 
+import math
 import mmap
 from collections.abc import Sequence
 from typing import Any
@@ -339,3 +340,26 @@ class GuardedReads:
 
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self[...], dtype=dtype)
+
+
+def streaming_blocks(shape, max_voxels: int, chunks=None):
+    """Slices that cover ``shape`` in raster order, each at most ``max_voxels`` (but at least
+    one chunk, or one row), made of whole ``chunks`` when given (so that a compressed store
+    decodes each chunk once: slabs thinner than its chunks would decode every chunk again for
+    each slab)."""
+    shape = tuple(int(n) for n in shape)
+    unit = [1] * len(shape) if chunks is None else [max(1, min(int(c), n)) for c, n in
+                                                     zip(chunks, shape, strict=True)]
+    if chunks is None:
+        unit[-1] = shape[-1]
+    block = list(unit)
+    # grow from the last axis: whole rows, then whole planes, then more planes
+    for d in reversed(range(len(shape))):
+        per_unit = math.prod(block) // block[d]
+        fit = max(unit[d], max_voxels // max(1, per_unit) // unit[d] * unit[d])
+        block[d] = min(shape[d], fit)
+        if block[d] < shape[d]:
+            break
+    for index in np.ndindex(*[-(-n // b) for n, b in zip(shape, block, strict=True)]):
+        yield tuple(slice(i * b, min(n, (i + 1) * b)) for i, b, n in
+                    zip(index, block, shape, strict=True))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lucyd.errors import FileFormatError, InputError, LucydError
-from lucyd.io._arrays import GuardedReads, PageReleasingArray
+from lucyd.io._arrays import GuardedReads, PageReleasingArray, streaming_blocks
 from lucyd.io.atomic import atomic_path
 from lucyd.io.metadata import AXES_BY_NDIM, ImageMetadata, as_hyperstack
 from lucyd.io.npy import read_npy, read_npy_metadata, write_sidecar
@@ -448,7 +448,8 @@ def require_finite(array: Any, name: str) -> dict[str, float | int]:
 
 
 def image_stats(array: Any, block_bytes: int = 64 * 2**20) -> dict[str, float | int]:
-    """Minimum, maximum and mean of an image, computed block by block along the first axis.
+    """Minimum, maximum and mean of an image, computed block by block (whole chunks of a
+    chunked store).
 
     Works on lazy arrays (zarr, memory maps) without loading them whole. Non-finite values are
     left out of min/max/mean and counted.
@@ -469,11 +470,11 @@ def image_stats(array: Any, block_bytes: int = 64 * 2**20) -> dict[str, float | 
     shape = tuple(array.shape)
     if not shape or 0 in shape:
         return {"min": float("nan"), "max": float("nan"), "mean": float("nan"), "nonfinite": 0}
-    plane = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(array.dtype).itemsize
-    step = max(1, block_bytes // max(1, plane))
+    voxels = max(1, block_bytes // np.dtype(array.dtype).itemsize)
     lo, hi, total, count, bad = np.inf, -np.inf, 0.0, 0, 0
-    for start in range(0, shape[0], step):
-        block = np.asarray(array[start : start + step])
+    # whole chunks of a chunked store (zarr): each chunk decoded once
+    for region in streaming_blocks(shape, voxels, getattr(array, "chunks", None)):
+        block = np.asarray(array[region])
         if block.dtype.kind == "f":
             finite = np.isfinite(block)
             n_bad = int(block.size - np.count_nonzero(finite))

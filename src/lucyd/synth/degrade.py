@@ -52,16 +52,25 @@ def subsample_axis0(image: np.ndarray, factor: float) -> np.ndarray:
     return image[i0] * (1 - w) + image[i1] * w
 
 
+def axis0_interpolation(k: int, factor: float, positions) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray]:
+    """Neighbours ``i0, i1`` and float32 weights ``w`` of output planes ``positions`` (plane ``j``
+    at input position ``j / factor``) among ``k`` input planes: ``(1 − w)·in[i0] + w·in[i1]``.
+    Planes beyond the last input plane repeat it. Shared by :func:`upsample_axis0` and the lazy
+    upsampling of :class:`lucyd.isotropic.UpsampledZ` (the same values, plane by plane)."""
+    x = np.asarray(positions) / factor
+    i0 = np.minimum(np.floor(x).astype(int), k - 1)
+    i1 = np.minimum(i0 + 1, k - 1)
+    return i0, i1, np.clip(x - i0, 0, 1).astype(np.float32)
+
+
 def upsample_axis0(planes: np.ndarray, factor: float, n: int) -> np.ndarray:
     """Linear re-interpolation of planes taken every ``factor`` px back onto ``n`` planes.
 
     Planes beyond the last acquired one repeat it (no extrapolation).
     """
-    k = planes.shape[0]
-    x = np.arange(n) / factor
-    i0 = np.minimum(np.floor(x).astype(int), k - 1)
-    i1 = np.minimum(i0 + 1, k - 1)
-    w = np.clip(x - i0, 0, 1).astype(np.float32).reshape((-1,) + (1,) * (planes.ndim - 1))
+    i0, i1, w = axis0_interpolation(planes.shape[0], factor, np.arange(n))
+    w = w.reshape((-1,) + (1,) * (planes.ndim - 1))
     return (planes[i0] * (1 - w) + planes[i1] * w).astype(np.float32)
 
 

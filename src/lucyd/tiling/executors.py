@@ -248,6 +248,21 @@ def check_cluster_spec(spec) -> None:
     raise InputError(f"cluster: expected {_SPEC_HELP}, got {spec!r}")
 
 
+def check_cluster(cluster, max_memory, names: tuple[str, str] = ("cluster", "max_memory")) -> None:
+    """The one check of a cluster request: a valid spec (:func:`check_cluster_spec`) and a memory
+    budget beside it (the tile size and the workers' memory limit follow from it).
+
+    Called before any work by every command and library entry point that takes a cluster;
+    ``names``: how the caller spells the two options (``("--cluster", "--max-memory")`` on the
+    command line).
+    """
+    if cluster is None:
+        return
+    check_cluster_spec(cluster)
+    if max_memory is None:
+        raise InputError(f"{names[0]}: needs {names[1]} (the memory of one tile, per worker)")
+
+
 def slurm_options(spec: str = "slurm", environ=None) -> dict:
     """Options of a ``slurm[:key=value,...]`` spec over ``LUCYD_SLURM_<KEY>`` variables and
     :data:`SLURM_DEFAULTS` (one-line InputError for an unknown key or a bad number)."""

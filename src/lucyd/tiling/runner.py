@@ -115,8 +115,8 @@ def plan_partition(
         every tile sees the same pooling grid as the whole volume.
     chunks : sequence of int, optional
         Output chunk shape: kept regions are made multiples of the chunks on every axis
-        where a chunk fits in ``tile_shape − 2·halo`` (distinct tiles then write distinct
-        chunks).
+        where that does not add a tile on the axis (distinct tiles then write distinct
+        chunks; elsewhere a chunk shared by two tiles is written twice, by the one writer).
 
     Returns
     -------
@@ -146,12 +146,14 @@ def plan_partition(
                 f"tile_shape: {t} voxels on axis {d} leave no room beside a halo of {h} "
                 f"(need at least {2 * h + multiple})"
             )
+        keep = max(multiple, (keep // multiple) * multiple)
         align = multiple
         if chunks is not None:
+            # align to the chunks where that costs no extra tile on this axis: rounding a
+            # kept length down to a chunk multiple could otherwise lose almost half of it
             both = math.lcm(multiple, chunks[d])
-            if both <= keep:
-                align = both
-        keep = max(align, (keep // align) * align)
+            if both <= keep and math.ceil(n / (keep // both * both)) == math.ceil(n / keep):
+                align, keep = both, keep // both * both
         per_axis.append(_axis_partition(n, keep, align))
     tiles = []
     for index in np.ndindex(*[len(a) for a in per_axis]):

@@ -42,6 +42,8 @@ def predict_package_file(
     overlap=None,
     device: str = "auto",
     progress: bool = True,
+    cluster=None,
+    max_memory=None,
 ) -> dict[str, Path]:
     """Restore an image file with a bioimage.io package into float32 file(s).
 
@@ -58,6 +60,9 @@ def predict_package_file(
         ``auto``, ``cpu`` or ``cuda``.
     progress : bool
         Progress bar over tiles (lucyd's packages).
+    cluster, max_memory : optional
+        Executor of the tiles and memory budget of one tile (lucyd's packages, as
+        :meth:`lucyd.train.RestorationModel.predict`); other packages refuse them.
 
     Returns
     -------
@@ -79,12 +84,16 @@ def predict_package_file(
         model = load_lucyd_package(package)
         _warn_voxel_mismatch(model, package, input_path)
         out = predict_file(model, input_path, output_path, tile_shape=tile_shape,
-                           overlap=overlap, device=device, progress=progress)
+                           overlap=overlap, device=device, progress=progress, cluster=cluster,
+                           max_memory=max_memory)
         return {"restored": Path(out)}
-    if tile_shape is not None or overlap is not None:
+    given = [name for name, value in (("--tile", tile_shape), ("--overlap", overlap),
+                                      ("--cluster", cluster), ("--max-memory", max_memory))
+             if value is not None]
+    if given:
         raise InputError(
-            "--tile/--overlap: packages from other tools run on the whole image through "
-            "bioimageio.core"
+            f"{'/'.join(given)}: packages from other tools run on the whole image through "
+            "bioimageio.core, in this process"
         )
     return predict_with_bioimageio_core(package, input_path, output_path, device=device)
 
