@@ -1,5 +1,8 @@
 """Held-out checks of the zoo's optics families on real data (no ground truth: physics only).
 
+0. How far fresh synthetic members of each 3D family (seed 99) lie from each family's
+   reference PSFs (``family.npz``), in canonical units: the margin by which ``match_zoo`` tells
+   the families apart.
 1. Which zoo family does :func:`lucyd.restore.zoo.match_zoo` pick for real measured PSFs of
    each modality (confocal bead, SPIM-type and lattice light-sheet beads, widefield bead)?
 2. The ``confocal-3d`` model on the real confocal beads, forced past ``match_zoo`` (which
@@ -22,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lucyd.forward.noise_estimate import NoiseModel
 from lucyd.deconv import prepare_psf
+from lucyd.forward.noise_estimate import NoiseModel
 from lucyd.io import read_image
 from lucyd.metrics.fidelity import calibrate_flux, compare_fidelity, data_fidelity
 from lucyd.restore import calibrate
 from lucyd.restore.calibration import Calibration
-from lucyd.restore.canonical import psf_fwhm_px
+from lucyd.restore.canonical import canonical_psf, psf_distance, psf_fwhm_px
 from lucyd.restore.pipeline import data_consistent_rl, discrepancy_rl
-from lucyd.restore.zoo import ZOO_DIR, load_zoo_model, match_zoo, zoo_refine
+from lucyd.restore.zoo import ZOO_DIR, ZOO_SPECS, family_psf, load_zoo_model, match_zoo, sample_optics, zoo_refine
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 #: (file, modality, voxel (z, y, x) µm) of the measured PSFs (shared/data/README.md)
@@ -75,14 +78,26 @@ def main() -> None:
     noise = NoiseModel(dark_level=0.0, gain=1.0, read_noise_e=2.0, background_e=2.0, peak_e=300.0, slope_r2=1.0,
                        shot_noise_limited=True)
     in_range = Calibration(noise=noise, foreground_fraction=0.1)
-    result = {"psf_matches": [], "confocal_beads": None}
+    result = {"family_distances": {}, "psf_matches": [], "confocal_beads": None}
+    names = [n for n in ("widefield-3d", "confocal-3d", "lightsheet-3d") if (ZOO_DIR / n / "family.npz").is_file()]
+    refs = {}
+    for n in names:
+        with np.load(ZOO_DIR / n / "family.npz") as f:
+            refs[n] = f["psfs"]
+    for n in names:
+        rng = np.random.default_rng(99)
+        members = [sample_optics(rng, ZOO_SPECS[n]) for _ in range(6)]
+        canon = [canonical_psf(family_psf(o, 3)) for o in members]
+        dist = {m: [round(min(psf_distance(c, r) for r in refs[m]), 3) for c in canon] for m in names}
+        result["family_distances"][n] = {"members": [o["family"] for o in members], "distance_to": dist}
+        print(n, json.dumps(result["family_distances"][n]), flush=True)
     for name, modality, voxel in PSFS:
         raw, _ = read_image(REAL / name)
         psf, factors = clean_psf(raw)
         matches = match_zoo(psf, in_range)
-        row = {"psf": name, "modality": modality, "binning": factors, "shape": list(psf.shape),
-               "fwhm_px": [round(w, 2) for w in psf_fwhm_px(psf)], "picked": matches[0].name if matches[0].fits else None,
-               "matches": [m.as_dict() for m in matches]}
+        row = {"psf": name, "modality": modality, "voxel_um": list(voxel), "binning": factors,
+               "shape": list(psf.shape), "fwhm_px": [round(w, 2) for w in psf_fwhm_px(psf)],
+               "picked": matches[0].name if matches[0].fits else None, "matches": [m.as_dict() for m in matches]}
         result["psf_matches"].append(row)
         print(json.dumps({k: row[k] for k in ("psf", "modality", "binning", "fwhm_px", "picked")}),
               {m.name: (m.fits, m.as_dict()["psf_distance"]) for m in matches}, flush=True)
