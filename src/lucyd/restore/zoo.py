@@ -18,8 +18,9 @@ every microscope whose PSF has, on that grid, the shape of its training family:
   axis z by the Gaussian intensity profile of the sheet, 1–6 µm FWHM. The system PSF of a
   light-sheet microscope is the product of the illumination profile and the detection PSF,
   and a sheet thinner than the detection depth of field bounds the axial extent (Huisken
-  et al., *Science* 305:1007, 2004; Engelbrecht & Stelzer, *Opt. Lett.* 31:1477, 2006);
-  sheets of Gaussian beams are 1–10 µm thick over a useful field of view.
+  et al., *Science* 305:1007, 2004; Engelbrecht & Stelzer, *Opt. Lett.* 31:1477, 2006). A
+  Gaussian sheet's thickness trades against its usable field of view; 1–6 µm spans the usual
+  settings of Gaussian-beam light-sheet microscopes.
 
 The new families have no Gaussian members (``gaussian_share`` 0): a Gaussian PSF is served by
 ``widefield-3d``, and each family stays the physics of its microscope, so :func:`match_zoo`
