@@ -9,6 +9,22 @@ every microscope whose PSF has, on that grid, the shape of its training family:
   defocus; NA 0.8–1.49, emission 0.45–0.67 µm; air, water, silicone and oil immersion; 2D:
   the in-focus plane) and Gaussian PSFs (the usual approximation), sampled at 2–5.5 native
   pixels per lateral FWHM and 2–6 per axial FWHM.
+* ``confocal-3d``: point-scanning confocal PSFs of :func:`lucyd.psf.models.confocal`
+  (excitation Born–Wolf PSF × emission PSF convolved with the pinhole; Wilson & Sheppard 1984)
+  with the widefield NA, emission and immersion ranges, excitation 20–50 nm below the
+  emission (the Stokes shift of the usual dyes), pinhole 0.5–1.5 Airy units.
+* ``lightsheet-3d``: light-sheet PSFs, the widefield detection PSF of a moderate-NA objective
+  (NA 0.3–1.1; air, water, or a clearing medium of index 1.52) multiplied along the detection
+  axis z by the Gaussian intensity profile of the sheet, 1–6 µm FWHM. The system PSF of a
+  light-sheet microscope is the product of the illumination profile and the detection PSF,
+  and a sheet thinner than the detection depth of field bounds the axial extent (Huisken
+  et al., *Science* 305:1007, 2004; Engelbrecht & Stelzer, *Opt. Lett.* 31:1477, 2006). A
+  Gaussian sheet's thickness trades against its usable field of view; 1–6 µm spans the usual
+  settings of Gaussian-beam light-sheet microscopes.
+
+The new families have no Gaussian members (``gaussian_share`` 0): a Gaussian PSF is served by
+``widefield-3d``, and each family stays the physics of its microscope, so :func:`match_zoo`
+can tell them apart.
 
 The training pairs (:func:`zoo_pairs`) are made as a user's image is restored: a phantom
 (mixed, nuclei, granules or tubules at a random density, in three of four pairs on a smooth
@@ -53,7 +69,7 @@ from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
 from lucyd.metrics.fidelity import calibrate_flux
-from lucyd.psf.models import born_wolf
+from lucyd.psf.models import born_wolf, confocal
 from lucyd.restore.calibration import Calibration, image_phantom
 from lucyd.restore.canonical import (
     CANONICAL_FWHM_PX,
@@ -81,8 +97,15 @@ RANGE_MARGIN = 1.15
 #: immersion media: refractive index and the NA range of the objectives used with it
 MEDIA = {"air": (1.0, (0.8, 0.95)), "water": (1.333, (0.8, 1.27)), "silicone": (1.406, (0.8, 1.35)),
          "oil": (1.518, (1.0, 1.49))}
+#: light-sheet detection objectives: refractive index and NA range per medium (moderate NA:
+#: long working distance; "clearing" is a high-index clearing medium such as ethyl cinnamate)
+LIGHTSHEET_MEDIA = {"air": (1.0, (0.3, 0.5)), "water": (1.333, (0.3, 1.1)), "clearing": (1.52, (0.3, 1.1))}
+#: immersion media of each optics family
+OPTICS_MEDIA = {"widefield": MEDIA, "confocal": MEDIA, "lightsheet": LIGHTSHEET_MEDIA}
 #: emission wavelengths (µm)
 EMISSION_UM = (0.45, 0.67)
+#: excitation below emission (µm): the Stokes shift of the usual dyes (488→520, 561→600, 640→670 nm)
+STOKES_SHIFT_UM = (0.02, 0.05)
 #: phantom units of the structures' bright level (the phantoms' 99.9th percentile is 600–800)
 DIFFUSE_AMPLITUDE = 600.0
 #: kinds of phantom and their share of a zoo training set
@@ -118,6 +141,12 @@ class ZooSpec:
     diffuse_share: float = 0.75
     n_validation: int = 8
     seed: int = 0
+    #: optics family of the physical PSFs: "widefield", "confocal" or "lightsheet"
+    optics: str = "widefield"
+    #: confocal pinhole diameter (Airy units)
+    pinhole_au: tuple[float, float] = (0.5, 1.5)
+    #: light-sheet thickness (FWHM of the Gaussian intensity profile, µm; log-uniform)
+    sheet_fwhm_um: tuple[float, float] = (1.0, 6.0)
 
     def retrain_command(self) -> str:
         return f"OMP_NUM_THREADS=1 python -m lucyd.restore.zoo build {self.name} --work /tmp/lucyd-zoo-{self.name}"
@@ -128,6 +157,12 @@ ZOO_SPECS = {
                             patch=(64, 64), n_validation=16),
     "widefield-3d": ZooSpec(name="widefield-3d", ndim=3, canonical_shape=(24, 64, 64), n_pairs=128, steps=10_000,
                             patch=(12, 32, 32), first_filters=8, batch=2, n_validation=8),
+    "confocal-3d": ZooSpec(name="confocal-3d", ndim=3, canonical_shape=(24, 64, 64), n_pairs=128, steps=10_000,
+                           patch=(12, 32, 32), first_filters=8, batch=2, n_validation=8, optics="confocal",
+                           gaussian_share=0.0),
+    "lightsheet-3d": ZooSpec(name="lightsheet-3d", ndim=3, canonical_shape=(24, 64, 64), n_pairs=128,
+                             steps=10_000, patch=(12, 32, 32), first_filters=8, batch=2, n_validation=8,
+                             optics="lightsheet", gaussian_share=0.0),
 }
 
 
@@ -142,30 +177,87 @@ def sample_optics(rng: np.random.Generator, spec: ZooSpec) -> dict:
     axial = _log_uniform(rng, spec.axial_fwhm_px)
     if rng.random() < spec.gaussian_share:
         return {"family": "gaussian", "lateral_fwhm_px": lateral, "axial_fwhm_px": axial}
-    medium = list(MEDIA)[int(rng.integers(len(MEDIA)))]
-    ni, na_range = MEDIA[medium]
-    return {"family": "widefield", "medium": medium, "ni": ni, "na": float(rng.uniform(*na_range)),
-            "wavelength": float(rng.uniform(*EMISSION_UM)), "paraxial": bool(rng.random() < 0.5),
-            "lateral_fwhm_px": lateral, "axial_fwhm_px": axial}
+    media = OPTICS_MEDIA[spec.optics]
+    medium = list(media)[int(rng.integers(len(media)))]
+    ni, na_range = media[medium]
+    optics = {"family": spec.optics, "medium": medium, "ni": ni, "na": float(rng.uniform(*na_range)),
+              "wavelength": float(rng.uniform(*EMISSION_UM)), "paraxial": bool(rng.random() < 0.5),
+              "lateral_fwhm_px": lateral, "axial_fwhm_px": axial}
+    # the family's own parameters are drawn last: widefield draws stay those of the shipped models
+    if spec.optics == "confocal":
+        optics["excitation_wavelength"] = optics["wavelength"] - float(rng.uniform(*STOKES_SHIFT_UM))
+        optics["pinhole_au"] = float(rng.uniform(*spec.pinhole_au))
+    elif spec.optics == "lightsheet":
+        optics["sheet_fwhm_um"] = _log_uniform(rng, spec.sheet_fwhm_um)
+    return optics
 
 
-def family_psf(optics: dict, ndim: int) -> np.ndarray:
-    """The native-grid PSF of one family member (:func:`sample_optics`), sum 1, odd size, peak centred."""
+def _nominal_fwhm_um(optics: dict) -> tuple[float, float]:
+    """(axial, lateral) FWHM in µm of a physical family member, from the textbook widths.
+
+    Widefield: 0.51·λ/NA laterally, 0.88·λ/(n − √(n² − NA²)) axially. Confocal: both about
+    1/√2 of that (exact for a point pinhole and λ_ex = λ_em; wider for larger pinholes).
+    Light sheet: the detection axial width combined with the sheet's as Gaussians,
+    1/√(1/w_det² + 1/w_sheet²). Estimates only: :func:`family_psf` measures and corrects.
+    """
+    na, lam, ni = optics["na"], optics["wavelength"], optics["ni"]
+    lateral = 0.51 * lam / na
+    axial = 0.88 * lam / (ni - math.sqrt(ni * ni - na * na))
+    if optics["family"] == "confocal":
+        return axial / math.sqrt(2), lateral / math.sqrt(2)
+    if optics["family"] == "lightsheet":
+        return 1.0 / math.sqrt(axial**-2 + optics["sheet_fwhm_um"] ** -2), lateral
+    return axial, lateral
+
+
+def _physical_psf(optics: dict, shape: tuple[int, ...], voxel: tuple[float, ...]) -> np.ndarray:
+    """The PSF of a widefield, confocal or light-sheet family member on ``shape`` × ``voxel`` (µm)."""
+    na, lam, ni, paraxial = optics["na"], optics["wavelength"], optics["ni"], optics["paraxial"]
+    if optics["family"] == "confocal":
+        return confocal("born-wolf", shape, voxel, na=na, excitation_wavelength=optics["excitation_wavelength"],
+                        emission_wavelength=lam, ni=ni, pinhole_au=optics["pinhole_au"], paraxial=paraxial)
+    psf = born_wolf(shape, voxel, na=na, wavelength=lam, ni=ni, paraxial=paraxial)
+    if optics["family"] == "lightsheet" and len(shape) == 3:
+        # the sheet's Gaussian intensity profile along the detection axis (2D: the in-focus plane, where it is 1)
+        z = (np.arange(shape[0]) - shape[0] // 2) * voxel[0]
+        sheet = np.exp(-4 * math.log(2) * (z / optics["sheet_fwhm_um"]) ** 2)
+        psf = psf * sheet[:, None, None].astype(np.float32)
+        psf = (psf / psf.sum()).astype(np.float32)
+    return psf
+
+
+def family_psf(optics: dict, ndim: int, voxel: tuple[float, ...] | None = None) -> np.ndarray:
+    """The native-grid PSF of one family member (:func:`sample_optics`), sum 1, odd size, peak centred.
+
+    The voxel size is chosen so that the PSF has the member's native FWHM in pixels
+    (``lateral_fwhm_px``, ``axial_fwhm_px``): from the textbook widths for widefield PSFs, and for
+    confocal and light-sheet PSFs corrected by one measurement of the PSF's FWHM (their widths
+    depend on pinhole and sheet). With ``voxel`` (µm) given, the PSF is computed on that voxel
+    size instead (to compare families at the same optics).
+    """
     lat, ax = optics["lateral_fwhm_px"], optics["axial_fwhm_px"]
-    half = [int(math.ceil(3 * ax))] if ndim == 3 else []
-    half += [int(math.ceil(3 * lat))] * 2
-    shape = tuple(2 * h + 1 for h in half)
     if optics["family"] == "gaussian":
+        half = ([int(math.ceil(3 * ax))] if ndim == 3 else []) + [int(math.ceil(3 * lat))] * 2
+        shape = tuple(2 * h + 1 for h in half)
         fw = [ax, lat, lat][3 - ndim:]
         grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
         r2 = sum((g / (f / (2 * math.sqrt(2 * math.log(2))))) ** 2 for g, f in zip(grids, fw, strict=True))
         p = np.exp(-0.5 * r2).astype(np.float32)
         return p / p.sum()
-    na, lam, ni = optics["na"], optics["wavelength"], optics["ni"]
-    lateral_um = 0.51 * lam / na
-    axial_um = 0.88 * lam / (ni - math.sqrt(ni * ni - na * na))
+    axial_um, lateral_um = _nominal_fwhm_um(optics)
+    if voxel is not None:
+        voxel = tuple(float(v) for v in voxel)
+        ax, lat = (axial_um / voxel[0] if ndim == 3 else ax), lateral_um / voxel[-1]
+    half = ([int(math.ceil(3 * ax))] if ndim == 3 else []) + [int(math.ceil(3 * lat))] * 2
+    shape = tuple(2 * h + 1 for h in half)
+    if voxel is not None:
+        return _physical_psf(optics, shape, voxel)
+    target = ((ax,) if ndim == 3 else ()) + (lat, lat)
     voxel = ((axial_um / ax,) if ndim == 3 else ()) + (lateral_um / lat,) * 2
-    return born_wolf(shape, voxel, na=na, wavelength=lam, ni=ni, paraxial=optics["paraxial"])
+    if optics["family"] != "widefield":  # nominal widths are estimates here: correct the sampling once
+        measured = psf_fwhm_px(_physical_psf(optics, shape, voxel))
+        voxel = tuple(v * m / t for v, m, t in zip(voxel, measured, target, strict=True))
+    return _physical_psf(optics, shape, voxel)
 
 
 def _calibration(peak_e: float, read_noise_e: float, background_e: float, foreground: float):
@@ -330,7 +422,8 @@ def build_zoo_model(name: str, work: str | Path, *, out_dir: str | Path | None =
     write_family(spec, out)
     description = {
         "name": spec.name, "ndim": spec.ndim, "canonical_fwhm_px": CANONICAL_FWHM_PX,
-        "psf_tolerance": PSF_TOLERANCE, "spec": asdict(spec), "media": {k: list(v[1]) for k, v in MEDIA.items()},
+        "psf_tolerance": PSF_TOLERANCE, "spec": asdict(spec), "optics": spec.optics,
+        "media": {k: list(v[1]) for k, v in OPTICS_MEDIA[spec.optics].items()},
         "emission_um": list(EMISSION_UM), "retrain_command": spec.retrain_command(),
         "build_cpu_s": round(time.process_time() - t0, 1), "validation": validation,
         **auto_policy(validation),
