@@ -28,7 +28,7 @@ from lucyd.forward import camera_noise, convolve
 from lucyd.forward.noise_estimate import estimate_noise
 from lucyd.metrics import evaluate
 from lucyd.psf import born_wolf
-from lucyd.restore.pipeline import calibrated_wb_alpha
+from lucyd.restore.physics_steps import calibrated_wb_alpha
 
 PHOTONS = (0.5, 5.0, 50.0, 1000.0)
 

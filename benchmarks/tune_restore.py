@@ -3,7 +3,7 @@
 For one case (re-imaged as in ``bench_restore.py``) and one training configuration it prints,
 as one JSON line: RL at its oracle-best count (1–30), the discrepancy-stopped RL, the network
 alone, the convex combinations ``w·network + (1−w)·RL`` (w = 0, 0.2, …, 1) and the network
-followed by the data-consistency step (:func:`lucyd.restore.pipeline.data_consistent_rl`) with at
+followed by the data-consistency step (:func:`lucyd.restore.physics_steps.data_consistent_rl`) with at
 most 1, 2 and 3 iterations, each with its physics check against RL. The restore call's CPU
 time (training included when the cache is empty) is reported too.
 
@@ -26,7 +26,7 @@ from lucyd.deconv import deconvolve
 from lucyd.metrics import evaluate
 from lucyd.metrics.fidelity import compare_fidelity, data_fidelity
 from lucyd.restore import RestoreConfig, restore
-from lucyd.restore.pipeline import data_consistent_rl
+from lucyd.restore.physics_steps import data_consistent_rl
 
 TUNING_CASES = ("w2s_020_1", "w2s_035_1")
 

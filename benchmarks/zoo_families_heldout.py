@@ -8,7 +8,7 @@
 2. The ``confocal-3d`` model on the real confocal beads, forced past ``match_zoo`` (which
    refuses the measured PSF), through the same candidate path as ``restore``: discrepancy RL,
    zoo refinement, flux calibration, the data-consistency step
-   (:func:`lucyd.restore.pipeline.data_consistent_rl`) and the physics check against RL
+   (:func:`lucyd.restore.physics_steps.data_consistent_rl`) and the physics check against RL
    (:func:`lucyd.metrics.fidelity.compare_fidelity`). There is no ground truth: physics only.
 
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/zoo_families_heldout.py [--out FILE.json]``.
@@ -32,7 +32,7 @@ from lucyd.metrics.fidelity import calibrate_flux, compare_fidelity, data_fideli
 from lucyd.restore import calibrate
 from lucyd.restore.calibration import Calibration
 from lucyd.restore.canonical import canonical_psf, psf_distance, psf_fwhm_px
-from lucyd.restore.pipeline import data_consistent_rl, discrepancy_rl
+from lucyd.restore.physics_steps import data_consistent_rl, discrepancy_rl
 from lucyd.restore.zoo import ZOO_DIR, ZOO_SPECS, family_psf, load_zoo_model, match_zoo, sample_optics, zoo_refine
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"

@@ -270,7 +270,7 @@ def test_cli_wb_alpha_auto_with_cluster(tmp_path, monkeypatch):
     from lucyd.cli.cmd_deconvolve import CALIBRATION_BYTES_PER_VOXEL
     from lucyd.cli.main import app
     from lucyd.io import write_image
-    from lucyd.restore import pipeline
+    from lucyd.restore import physics_steps
 
     y = np.random.default_rng(0).gamma(2.0, 10.0, (24, 96, 96)).astype(np.float32)
     write_image(tmp_path / "in.tif", y)
@@ -284,7 +284,7 @@ def test_cli_wb_alpha_auto_with_cluster(tmp_path, monkeypatch):
     def job(inp, psf, out, config, *, progress, cluster):
         seen["config"], seen["cluster"] = config, cluster
 
-    monkeypatch.setattr(pipeline, "calibrated_wb_alpha", calibration)
+    monkeypatch.setattr(physics_steps, "calibrated_wb_alpha", calibration)
     monkeypatch.setattr(lucyd.deconv, "deconvolve_file", job)
     args = ["deconvolve", str(tmp_path / "in.tif"), "--psf", str(tmp_path / "psf.tif"), "-o",
             str(tmp_path / "out.ome.zarr"), "--back-projector", "wiener-butterworth",

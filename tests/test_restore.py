@@ -207,7 +207,7 @@ def test_restore_warns_when_the_forward_model_cannot_explain_real_data(tmp_path,
 def test_cli_deconvolve_wb_alpha_auto(tmp_path, one_thread):
     """--wb-alpha auto picks an α from the calibration grid, records it and restores better than raw."""
     from lucyd.metrics import evaluate
-    from lucyd.restore.pipeline import WB_ALPHA_GRID
+    from lucyd.restore.physics_steps import WB_ALPHA_GRID
 
     obj = phantom("granules", (96, 96), seed=4, background=2.0)
     raw = camera_noise(convolve(obj, PSF2), photons=10.0, offset=20.0, seed=1)

@@ -12,7 +12,8 @@ from lucyd.metrics import evaluate
 from lucyd.metrics.fidelity import compare_fidelity, data_fidelity
 from lucyd.restore import RestoreConfig, pipeline, restore
 from lucyd.restore.calibration import Calibration
-from lucyd.restore.pipeline import data_consistent_rl, model_key
+from lucyd.restore.physics_steps import data_consistent_rl
+from lucyd.restore.pipeline import model_key
 from lucyd.synth import phantom
 
 

@@ -159,7 +159,7 @@ def deconvolve_command(
     cluster, _ = cluster_settings(cluster, config.max_memory)  # checked before the calibration
     if alpha == "auto":
         from lucyd.io import read_image
-        from lucyd.restore.pipeline import calibrated_wb_alpha
+        from lucyd.restore.physics_steps import calibrated_wb_alpha
 
         sample = _calibration_image(input, config.max_memory)
         config.wb_alpha = calibrated_wb_alpha(sample, read_image(psf[0])[0])["alpha"]

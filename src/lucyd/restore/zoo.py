@@ -1,7 +1,7 @@
 """The pretrained physics zoo of ``lucyd restore``: refining networks that need no training.
 
 Each zoo model refines the discrepancy-principle Richardson–Lucy estimate
-(:func:`lucyd.restore.pipeline.discrepancy_rl`) *in canonical optical units*
+(:func:`lucyd.restore.physics_steps.discrepancy_rl`) *in canonical optical units*
 (:mod:`lucyd.restore.canonical`: the PSF's FWHM spans 3 pixels per axis), so one model serves
 every microscope whose PSF has, on that grid, the shape of its training family:
 
@@ -79,7 +79,7 @@ from lucyd.restore.canonical import (
     psf_fwhm_px,
     resample,
 )
-from lucyd.restore.pipeline import discrepancy_rl
+from lucyd.restore.physics_steps import discrepancy_rl
 from lucyd.train import TrainConfig, load_model, train
 
 #: folder of the shipped zoo models (package data)
