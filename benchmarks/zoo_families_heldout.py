@@ -33,7 +33,8 @@ from lucyd.restore import calibrate
 from lucyd.restore.calibration import Calibration
 from lucyd.restore.canonical import canonical_psf, psf_distance, psf_fwhm_px
 from lucyd.restore.physics_steps import data_consistent_rl, discrepancy_rl
-from lucyd.restore.zoo import ZOO_DIR, ZOO_SPECS, family_psf, load_zoo_model, match_zoo, sample_optics, zoo_refine
+from lucyd.restore.zoo import ZOO_DIR, ZOO_SPECS, load_zoo_model, match_zoo, zoo_refine
+from lucyd.restore.zoo_optics import family_psf, sample_optics
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 #: (file, modality, voxel (z, y, x) µm) of the measured PSFs (shared/data/README.md)

@@ -16,14 +16,13 @@ from lucyd.restore.zoo import (
     PSF_TOLERANCE,
     ZOO_DIR,
     ZOO_SPECS,
-    family_psf,
     family_set,
     match_zoo,
     read_zoo,
-    sample_optics,
     write_family,
     zoo_models,
 )
+from lucyd.restore.zoo_optics import family_psf, sample_optics
 
 
 def _optics(family, **kw):

@@ -53,6 +53,7 @@ from lucyd.restore.calibration import (
     specimen_pairs,
 )
 from lucyd.restore.physics_steps import data_consistent_rl, discrepancy_rl
+from lucyd.restore.zoo import load_zoo_model, match_zoo, zoo_refine
 from lucyd.train import TrainConfig, load_model, train
 from lucyd.validation import as_image
 
@@ -276,7 +277,6 @@ def _find_zoo(psf: np.ndarray, calibration: Calibration, config: RestoreConfig, 
     """
     if config.method not in ("auto", "zoo"):
         return None
-    from lucyd.restore.zoo import match_zoo  # zoo imports this module (discrepancy_rl): a cycle
 
     matches = match_zoo(psf, calibration, zoo_dir=config.zoo_dir)
     fit = next((m for m in matches if m.fits), None)
@@ -404,7 +404,6 @@ def restore(image, psf, *, config: RestoreConfig | None = None, voxel_size=None,
 
     chosen, why = "rl", "method=rl"
     if zoo_fit is not None:
-        from lucyd.restore.zoo import load_zoo_model, zoo_refine  # zoo imports this module: a cycle
 
         model = load_zoo_model(zoo_fit.folder)
         passed = add_candidate("zoo", zoo_refine(rl, p, model, device=cfg.device, progress=progress))

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
@@ -69,7 +68,6 @@ from lucyd.io import write_image
 from lucyd.io.atomic import atomic_path
 from lucyd.metrics import evaluate
 from lucyd.metrics.fidelity import calibrate_flux
-from lucyd.psf.models import born_wolf, confocal
 from lucyd.restore.calibration import Calibration, image_phantom
 from lucyd.restore.canonical import (
     CANONICAL_FWHM_PX,
@@ -80,6 +78,7 @@ from lucyd.restore.canonical import (
     resample,
 )
 from lucyd.restore.physics_steps import discrepancy_rl
+from lucyd.restore.zoo_optics import EMISSION_UM, OPTICS_MEDIA, family_psf, log_uniform, sample_optics
 from lucyd.train import TrainConfig, load_model, train
 
 #: folder of the shipped zoo models (package data)
@@ -94,18 +93,6 @@ ZOO_DIR = Path(__file__).parent / "models"
 PSF_TOLERANCE = 0.15
 #: margin on the noise and sampling ranges of training (a factor on either end)
 RANGE_MARGIN = 1.15
-#: immersion media: refractive index and the NA range of the objectives used with it
-MEDIA = {"air": (1.0, (0.8, 0.95)), "water": (1.333, (0.8, 1.27)), "silicone": (1.406, (0.8, 1.35)),
-         "oil": (1.518, (1.0, 1.49))}
-#: light-sheet detection objectives: refractive index and NA range per medium (moderate NA:
-#: long working distance; "clearing" is a high-index clearing medium such as ethyl cinnamate)
-LIGHTSHEET_MEDIA = {"air": (1.0, (0.3, 0.5)), "water": (1.333, (0.3, 1.1)), "clearing": (1.52, (0.3, 1.1))}
-#: immersion media of each optics family
-OPTICS_MEDIA = {"widefield": MEDIA, "confocal": MEDIA, "lightsheet": LIGHTSHEET_MEDIA}
-#: emission wavelengths (µm)
-EMISSION_UM = (0.45, 0.67)
-#: excitation below emission (µm): the Stokes shift of the usual dyes (488→520, 561→600, 640→670 nm)
-STOKES_SHIFT_UM = (0.02, 0.05)
 #: phantom units of the structures' bright level (the phantoms' 99.9th percentile is 600–800)
 DIFFUSE_AMPLITUDE = 600.0
 #: kinds of phantom and their share of a zoo training set
@@ -166,100 +153,6 @@ ZOO_SPECS = {
 }
 
 
-def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
-    lo, hi = lo_hi
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def sample_optics(rng: np.random.Generator, spec: ZooSpec) -> dict:
-    """Draw one member of ``spec``'s PSF family: kind, optics and native sampling."""
-    lateral = _log_uniform(rng, spec.lateral_fwhm_px)
-    axial = _log_uniform(rng, spec.axial_fwhm_px)
-    if rng.random() < spec.gaussian_share:
-        return {"family": "gaussian", "lateral_fwhm_px": lateral, "axial_fwhm_px": axial}
-    media = OPTICS_MEDIA[spec.optics]
-    medium = list(media)[int(rng.integers(len(media)))]
-    ni, na_range = media[medium]
-    optics = {"family": spec.optics, "medium": medium, "ni": ni, "na": float(rng.uniform(*na_range)),
-              "wavelength": float(rng.uniform(*EMISSION_UM)), "paraxial": bool(rng.random() < 0.5),
-              "lateral_fwhm_px": lateral, "axial_fwhm_px": axial}
-    # the family's own parameters are drawn last: widefield draws stay those of the shipped models
-    if spec.optics == "confocal":
-        optics["excitation_wavelength"] = optics["wavelength"] - float(rng.uniform(*STOKES_SHIFT_UM))
-        optics["pinhole_au"] = float(rng.uniform(*spec.pinhole_au))
-    elif spec.optics == "lightsheet":
-        optics["sheet_fwhm_um"] = _log_uniform(rng, spec.sheet_fwhm_um)
-    return optics
-
-
-def _nominal_fwhm_um(optics: dict) -> tuple[float, float]:
-    """(axial, lateral) FWHM in µm of a physical family member, from the textbook widths.
-
-    Widefield: 0.51·λ/NA laterally, 0.88·λ/(n − √(n² − NA²)) axially. Confocal: both about
-    1/√2 of that (exact for a point pinhole and λ_ex = λ_em; wider for larger pinholes).
-    Light sheet: the detection axial width combined with the sheet's as Gaussians,
-    1/√(1/w_det² + 1/w_sheet²). Estimates only: :func:`family_psf` measures and corrects.
-    """
-    na, lam, ni = optics["na"], optics["wavelength"], optics["ni"]
-    lateral = 0.51 * lam / na
-    axial = 0.88 * lam / (ni - math.sqrt(ni * ni - na * na))
-    if optics["family"] == "confocal":
-        return axial / math.sqrt(2), lateral / math.sqrt(2)
-    if optics["family"] == "lightsheet":
-        return 1.0 / math.sqrt(axial**-2 + optics["sheet_fwhm_um"] ** -2), lateral
-    return axial, lateral
-
-
-def _physical_psf(optics: dict, shape: tuple[int, ...], voxel: tuple[float, ...]) -> np.ndarray:
-    """The PSF of a widefield, confocal or light-sheet family member on ``shape`` × ``voxel`` (µm)."""
-    na, lam, ni, paraxial = optics["na"], optics["wavelength"], optics["ni"], optics["paraxial"]
-    if optics["family"] == "confocal":
-        return confocal("born-wolf", shape, voxel, na=na, excitation_wavelength=optics["excitation_wavelength"],
-                        emission_wavelength=lam, ni=ni, pinhole_au=optics["pinhole_au"], paraxial=paraxial)
-    psf = born_wolf(shape, voxel, na=na, wavelength=lam, ni=ni, paraxial=paraxial)
-    if optics["family"] == "lightsheet" and len(shape) == 3:
-        # the sheet's Gaussian intensity profile along the detection axis (2D: the in-focus plane, where it is 1)
-        z = (np.arange(shape[0]) - shape[0] // 2) * voxel[0]
-        sheet = np.exp(-4 * math.log(2) * (z / optics["sheet_fwhm_um"]) ** 2)
-        psf = psf * sheet[:, None, None].astype(np.float32)
-        psf = (psf / psf.sum()).astype(np.float32)
-    return psf
-
-
-def family_psf(optics: dict, ndim: int, voxel: tuple[float, ...] | None = None) -> np.ndarray:
-    """The native-grid PSF of one family member (:func:`sample_optics`), sum 1, odd size, peak centred.
-
-    The voxel size is chosen so that the PSF has the member's native FWHM in pixels
-    (``lateral_fwhm_px``, ``axial_fwhm_px``): from the textbook widths for widefield PSFs, and for
-    confocal and light-sheet PSFs corrected by one measurement of the PSF's FWHM (their widths
-    depend on pinhole and sheet). With ``voxel`` (µm) given, the PSF is computed on that voxel
-    size instead (to compare families at the same optics).
-    """
-    lat, ax = optics["lateral_fwhm_px"], optics["axial_fwhm_px"]
-    if optics["family"] == "gaussian":
-        half = ([int(math.ceil(3 * ax))] if ndim == 3 else []) + [int(math.ceil(3 * lat))] * 2
-        shape = tuple(2 * h + 1 for h in half)
-        fw = [ax, lat, lat][3 - ndim:]
-        grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
-        r2 = sum((g / (f / (2 * math.sqrt(2 * math.log(2))))) ** 2 for g, f in zip(grids, fw, strict=True))
-        p = np.exp(-0.5 * r2).astype(np.float32)
-        return p / p.sum()
-    axial_um, lateral_um = _nominal_fwhm_um(optics)
-    if voxel is not None:
-        voxel = tuple(float(v) for v in voxel)
-        ax, lat = (axial_um / voxel[0] if ndim == 3 else ax), lateral_um / voxel[-1]
-    half = ([int(math.ceil(3 * ax))] if ndim == 3 else []) + [int(math.ceil(3 * lat))] * 2
-    shape = tuple(2 * h + 1 for h in half)
-    if voxel is not None:
-        return _physical_psf(optics, shape, voxel)
-    target = ((ax,) if ndim == 3 else ()) + (lat, lat)
-    voxel = ((axial_um / ax,) if ndim == 3 else ()) + (lateral_um / lat,) * 2
-    if optics["family"] != "widefield":  # nominal widths are estimates here: correct the sampling once
-        measured = psf_fwhm_px(_physical_psf(optics, shape, voxel))
-        voxel = tuple(v * m / t for v, m, t in zip(voxel, measured, target, strict=True))
-    return _physical_psf(optics, shape, voxel)
-
-
 def _calibration(peak_e: float, read_noise_e: float, background_e: float, foreground: float):
     noise = NoiseModel(dark_level=0.0, gain=1.0, read_noise_e=read_noise_e, background_e=background_e,
                        peak_e=peak_e, slope_r2=1.0, shot_noise_limited=True)
@@ -283,13 +176,13 @@ def zoo_pairs(spec: ZooSpec, *, n: int, seed: int):
         zoom = canonical_zoom(psf)
         native_shape = tuple(max(8, int(round(c / z))) for c, z in zip(spec.canonical_shape, zoom, strict=True))
         kind = ZOO_KINDS[i % len(ZOO_KINDS)]
-        cal = _calibration(_log_uniform(rng, spec.peak_e), float(rng.uniform(*spec.read_noise_e)),
-                           _log_uniform(rng, spec.background_e), 0.0)
+        cal = _calibration(log_uniform(rng, spec.peak_e), float(rng.uniform(*spec.read_noise_e)),
+                           log_uniform(rng, spec.background_e), 0.0)
         perlin = None
         if rng.random() < spec.diffuse_share:  # diffuse signal of dense specimens (cytoplasm, out-of-focus haze)
-            perlin = {"amplitude": DIFFUSE_AMPLITUDE * _log_uniform(rng, (0.05, 1.0)),
-                      "scale": _log_uniform(rng, (8.0, 48.0))}
-        raw, gt = image_phantom(kind, native_shape, psf, cal.noise, density=_log_uniform(rng, spec.density),
+            perlin = {"amplitude": DIFFUSE_AMPLITUDE * log_uniform(rng, (0.05, 1.0)),
+                      "scale": log_uniform(rng, (8.0, 48.0))}
+        raw, gt = image_phantom(kind, native_shape, psf, cal.noise, density=log_uniform(rng, spec.density),
                                 seed=int(rng.integers(2**31)), perlin=perlin)
         rl, _ = discrepancy_rl(raw, psf, cal.noise.read_noise_e)
         rl_c = resample(rl, shape=spec.canonical_shape)
