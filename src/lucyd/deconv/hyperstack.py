@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,8 @@ from typing import Any
 from lucyd.deconv.api import deconvolve
 from lucyd.deconv.config import job_config
 from lucyd.deconv.psfprep import prepare_psf
-from lucyd.errors import InputError
-from lucyd.io import read_hyperstack
-from lucyd.io.hyperstack import channel_count, map_volumes
-from lucyd.io.outputs import check_output_path
-from lucyd.psf.channels import channel_psfs
+from lucyd.io.hyperstack import map_volumes
+from lucyd.psf.channels import open_channel_file_job
 
 
 def deconvolve_volumes_file(
@@ -84,26 +80,13 @@ def deconvolve_volumes_file(
         optics, an output over an input — all before any deconvolution.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    image, meta = read_hyperstack(input_path, lazy=True)
-    shape = tuple(int(n) for n in image.shape)
-    volume_shape = shape[len(shape) - meta.spatial_ndim:]
-    psf_paths = [Path(p) for p in (psfs or []) if isinstance(p, (str, Path))]
-    for path in psf_paths:
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
     record = Path(config_path or output_path.with_name(output_path.name + ".deconv.json"))
-    for path, size in ((output_path, 4 * math.prod(shape)), (record, None)):
-        check_output_path(path, [input_path, *psf_paths], expected_bytes=size)
     cfg = job_config(config, overrides)
     voxel_size = voxel_size if voxel_size is not None else cfg.voxel_size
     psf_voxel_size = psf_voxel_size if psf_voxel_size is not None else cfg.psf_voxel_size
-    vs = tuple(voxel_size) if voxel_size is not None else meta.voxel_size
-    channels = channel_psfs(
-        channel_count(shape, meta), psfs=psfs, wavelengths=wavelengths,
-        file_wavelengths=meta.wavelengths, optics=optics,
-        volume_shape=volume_shape, voxel_size=vs, same_psf=same_psf,
-        image_name=str(input_path),
-    )
+    job = open_channel_file_job(input_path, [output_path, record], psfs=psfs, wavelengths=wavelengths,
+                                optics=optics, same_psf=same_psf, voxel_size=voxel_size)
+    vs, channels, volume_shape = job.voxel_size, job.channels, job.volume_shape
     cfg = cfg.model_copy(update=dict(
         input=str(input_path), psf=", ".join(ch.source for ch in channels), output=str(output_path),
         voxel_size=None if vs is None else tuple(vs),
@@ -118,7 +101,7 @@ def deconvolve_volumes_file(
     def deconvolve_volume(volume, where):
         return deconvolve(volume, prepared[where.c], cfg, progress=False, cluster=cluster)
 
-    map_volumes(deconvolve_volume, image, meta, output_path, progress=progress, cancel=cancel,
+    map_volumes(deconvolve_volume, job.image, job.meta, output_path, progress=progress, cancel=cancel,
                 desc="deconvolve (t, c) volumes")
     cfg.save(record)
     return output_path

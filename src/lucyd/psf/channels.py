@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from lucyd.errors import InputError
-from lucyd.io import read_image
-from lucyd.io.hyperstack import per_channel
+from lucyd.io import read_hyperstack, read_image
+from lucyd.io.hyperstack import channel_count, per_channel
+from lucyd.io.outputs import check_output_path
 from lucyd.psf import make_psf
 
 
@@ -175,6 +176,59 @@ def channel_psfs(
                                    f"{w:g} µm")
     return [models[w] for w in waves]
 
+
+
+@dataclass(frozen=True)
+class ChannelFileJob:
+    """A (t, c) file job opened and checked by :func:`open_channel_file_job`: the lazy ``image``
+    (T, C, Z, Y, X or a subset), its ``meta``, the image ``voxel_size`` (µm) and one PSF per
+    channel."""
+
+    image: Any
+    meta: Any
+    voxel_size: tuple[float, ...] | None
+    channels: list[ChannelPSF]
+
+    @property
+    def volume_shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.image.shape[self.image.ndim - self.meta.spatial_ndim:])
+
+
+def open_channel_file_job(
+    input_path: Path,
+    outputs: Sequence[Path],
+    *,
+    psfs: Sequence[Any] | None = None,
+    wavelengths: Sequence[float] | None = None,
+    optics: dict | None = None,
+    same_psf: bool = False,
+    voxel_size: Sequence[float] | None = None,
+) -> ChannelFileJob:
+    """Open a per-channel file job and refuse what would fail later, before any work.
+
+    Reads ``input_path`` lazily (:func:`lucyd.io.read_hyperstack`), refuses PSF files that do
+    not exist and outputs that would overwrite an input or do not fit on disk
+    (:func:`lucyd.io.outputs.check_output_path`; ``outputs[0]`` is the float32 image, the
+    others are records), and makes one PSF per channel (:func:`channel_psfs`). ``voxel_size``
+    overrides the file's. Shared by the deconvolve and restore paths of time series and
+    multichannel files.
+    """
+    image, meta = read_hyperstack(input_path, lazy=True)
+    shape = tuple(int(n) for n in image.shape)
+    psf_paths = [Path(p) for p in (psfs or []) if isinstance(p, (str, Path))]
+    for path in psf_paths:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+    for i, path in enumerate(outputs):
+        check_output_path(path, [input_path, *psf_paths], expected_bytes=4 * math.prod(shape) if i == 0 else None)
+    vs = tuple(voxel_size) if voxel_size is not None else meta.voxel_size
+    channels = channel_psfs(
+        channel_count(shape, meta), psfs=psfs, wavelengths=wavelengths,
+        file_wavelengths=meta.wavelengths, optics=optics,
+        volume_shape=shape[len(shape) - meta.spatial_ndim:], voxel_size=vs, same_psf=same_psf,
+        image_name=str(input_path),
+    )
+    return ChannelFileJob(image=image, meta=meta, voxel_size=vs, channels=channels)
 
 def _load(item: Any) -> ChannelPSF:
     if isinstance(item, (str, Path)):

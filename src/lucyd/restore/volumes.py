@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lucyd.errors import InputError
-from lucyd.io import read_hyperstack
 from lucyd.io.atomic import atomic_path
-from lucyd.io.hyperstack import channel_count, map_volumes
-from lucyd.io.outputs import check_output_path
-from lucyd.psf.channels import channel_psfs
+from lucyd.io.hyperstack import map_volumes
+from lucyd.psf.channels import open_channel_file_job
 from lucyd.restore.pipeline import RestoreConfig, restore
 
 
@@ -73,22 +69,10 @@ def restore_volumes_file(
         before any training.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    image, meta = read_hyperstack(input_path, lazy=True)
-    shape = tuple(int(n) for n in image.shape)
-    psf_paths = [Path(p) for p in (psfs or []) if isinstance(p, (str, Path))]
-    for path in psf_paths:
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
     record_path = output_path.with_name(output_path.name + ".restore.json")
-    for path, size in ((output_path, 4 * math.prod(shape)), (record_path, None)):
-        check_output_path(path, [input_path, *psf_paths], expected_bytes=size)
-    vs = tuple(voxel_size) if voxel_size is not None else meta.voxel_size
-    channels = channel_psfs(
-        channel_count(shape, meta), psfs=psfs, wavelengths=wavelengths,
-        file_wavelengths=meta.wavelengths, optics=optics,
-        volume_shape=shape[len(shape) - meta.spatial_ndim:], voxel_size=vs, same_psf=same_psf,
-        image_name=str(input_path),
-    )
+    job = open_channel_file_job(input_path, [output_path, record_path], psfs=psfs, wavelengths=wavelengths,
+                                optics=optics, same_psf=same_psf, voxel_size=voxel_size)
+    image, meta, vs, channels = job.image, job.meta, job.voxel_size, job.channels
     cfg = config or RestoreConfig()
     calibrations: dict[int, Any] = {}  # per channel: the first time point's, for its model
     records: list[dict] = []
