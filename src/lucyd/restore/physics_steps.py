@@ -22,6 +22,12 @@ from lucyd.validation import as_image
 MAX_RL_ITERATIONS = 80
 
 
+def discrepancy_reached(chi2: list[float]) -> bool:
+    """The discrepancy principle's stop, given the voxel χ² of every iteration so far: the
+    re-blur explains the data at the noise level (χ² ≤ 1), or χ² improved by less than 0.1 %."""
+    return chi2[-1] <= 1.0 or (len(chi2) > 1 and chi2[-2] - chi2[-1] < 1e-3 * chi2[-2])
+
+
 def discrepancy_rl(raw_e: np.ndarray, psf: np.ndarray, read_noise_e: float, *,
                    max_iterations: int = MAX_RL_ITERATIONS, progress: bool = False) -> tuple[np.ndarray, dict]:
     """Richardson–Lucy stopped by the discrepancy principle: when the re-blur explains the data at the noise level.
@@ -43,7 +49,7 @@ def discrepancy_rl(raw_e: np.ndarray, psf: np.ndarray, read_noise_e: float, *,
 
     def stop(iteration: int, estimate: np.ndarray) -> bool:
         chi2.append(data_fidelity(estimate, raw_e, psf, read_noise_e=read_noise_e).chi2)
-        return chi2[-1] <= 1.0 or (len(chi2) > 1 and chi2[-2] - chi2[-1] < 1e-3 * chi2[-2])
+        return discrepancy_reached(chi2)
 
     est = deconvolve(raw_e, psf, iterations=max_iterations, callback=stop, progress=progress)
     return est, {"iterations": len(chi2), "chi2": [round(c, 5) for c in chi2]}
@@ -98,7 +104,7 @@ def data_consistent_rl(start_e: np.ndarray, raw_e: np.ndarray, psf: np.ndarray, 
         blur = np.maximum(convolve(x, p, boundary="linear"), floor)
         x = np.maximum(x * convolve(y / blur, flipped, boundary="linear") / weights, floor).astype(np.float32)
         chi2.append(data_fidelity(x, y, p, read_noise_e=read_noise_e).chi2)
-        if chi2[-1] <= 1.0 or (len(chi2) > 1 and chi2[-2] - chi2[-1] < 1e-3 * chi2[-2]):
+        if discrepancy_reached(chi2):
             break
     return x, {"iterations": len(chi2), "chi2": [round(c, 5) for c in chi2]}
 
