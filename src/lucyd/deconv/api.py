@@ -252,8 +252,6 @@ def _job_image(image) -> tuple[Any, bool]:
     return image, True
 
 
-
-
 def _run_job(y, lazy: bool, prepared: PreparedPSF, cfg: DeconvConfig, *, kernel=None,
              callback=None, progress=True, out=None, cluster=None) -> np.ndarray:
     """Deconvolve the checked image ``y`` with the prepared PSF under the validated ``cfg``:
